@@ -1,0 +1,51 @@
+"""collapse-probe: find, watch and repair partial prototype collapse in DINO-family models.
+
+The public API is re-exported here lazily, so ``import collapse_probe`` stays instant and pulls
+in neither torch nor faiss nor matplotlib until a name that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "CollapseProbeError": "errors",
+    "InputError": "errors",
+    "CheckpointError": "errors",
+    "UnsafeCheckpointError": "errors",
+    "NoPrototypesError": "errors",
+    "DownloadError": "errors",
+    "ConfigError": "errors",
+    "PrototypeSet": "types",
+    "DedupResult": "types",
+    "Group": "types",
+    "Threshold": "thresholds",
+    "eps_to_cosine": "thresholds",
+    "cosine_to_eps": "thresholds",
+    "deduplicate": "dedup",
+    "sweep": "dedup",
+    "audit": "audit",
+    "AuditReport": "report.model",
+    "CheckpointAudit": "report.model",
+    "HeadAudit": "report.model",
+    "GateResult": "report.model",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'collapse_probe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

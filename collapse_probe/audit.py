@@ -1,0 +1,150 @@
+"""``audit``: load every head of every checkpoint, deduplicate at every threshold, apply the gate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .dedup import sweep
+from .report.model import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
+from .thresholds import GATE_EPS, Threshold, resolve_thresholds
+from .types import METHODS, PrototypeSet
+from .validation import describe, fail
+
+__all__ = ["audit", "Source"]
+
+log = logging.getLogger(__name__)
+
+#: What ``audit`` accepts per checkpoint: a path, a zoo or example name, a raw (K, D) array, or
+#: prototype sets already loaded.
+Source = str | Path | np.ndarray | PrototypeSet | Sequence[PrototypeSet]
+
+
+def audit(
+    sources: Source | Iterable[Source],
+    *,
+    eps: float | Iterable[float] | None = None,
+    cosine: float | Iterable[float] | None = None,
+    method: str = "components",
+    network: str = "teacher",
+    format: str | None = None,  # noqa: A002 - the CLI option's name
+    key: str | None = None,
+    trust: bool = False,
+    fail_under: float | None = None,
+    gate_eps: float = GATE_EPS,
+    cache_dir: Path | str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> AuditReport:
+    """Audit one or more checkpoints.
+
+    Args:
+        sources: checkpoint paths, zoo names, bundled example names, (K, D) arrays or
+            PrototypeSets; one or a list.
+        eps, cosine: thresholds (see :func:`collapse_probe.sweep`); default sweep when neither.
+        method: ``components`` or ``greedy``.
+        network, format, key, trust: how to read files (see ``load_prototypes``).
+        fail_under: utilization floor in [0, 1] every head must reach at ``gate_eps``; None: no gate.
+        gate_eps: the gate's distance threshold (its result is added to the sweep if missing).
+        cache_dir: where zoo downloads and generated examples live.
+        progress: called with a short status line before each checkpoint is read.
+
+    Returns:
+        AuditReport. A source that cannot be read raises (typed error): the gate fails closed.
+    """
+    if method not in METHODS:
+        raise fail("method", expected=" or ".join(repr(m) for m in METHODS), got=repr(method))
+    if fail_under is not None and not 0.0 <= float(fail_under) <= 1.0:
+        raise fail("fail_under", expected="a utilization fraction in [0, 1]", got=repr(fail_under),
+                   hint="For 5 % write 0.05.")
+    thresholds = resolve_thresholds(eps, cosine)
+    if fail_under is not None:
+        gate_threshold = Threshold.from_eps(gate_eps)
+        if all(abs(t.eps - gate_threshold.eps) > 1e-12 for t in thresholds):
+            thresholds = tuple(sorted((*thresholds, gate_threshold)))
+    eps_values = [t.eps for t in thresholds]
+
+    audits = []
+    for source in _as_source_list(sources):
+        if progress is not None:
+            progress(f"reading {_label(source)}")
+        checkpoint = _load(source, network=network, format=format, key=key, trust=trust,
+                           cache_dir=cache_dir)
+        heads = []
+        for head in checkpoint.heads:
+            if progress is not None:
+                progress(f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})")
+            heads.append(HeadAudit(prototypes=head, results=sweep(head, eps=eps_values, method=method)))
+        audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,
+                                      format=checkpoint.format, network=checkpoint.network,
+                                      sha256=checkpoint.sha256, heads=tuple(heads),
+                                      note=checkpoint.note))
+    gate = None if fail_under is None else _gate(audits, float(fail_under), gate_eps)
+    return AuditReport(checkpoints=tuple(audits), thresholds=thresholds, method=method,
+                       gate=gate, tool_version=__version__)
+
+
+def _as_source_list(sources: Source | Iterable[Source]) -> list[Source]:
+    if isinstance(sources, (str, Path, np.ndarray, PrototypeSet)):
+        return [sources]
+    items = list(sources)
+    if items and all(isinstance(s, PrototypeSet) for s in items):
+        return [tuple(items)]  # one checkpoint's heads
+    if not items:
+        raise fail("sources", expected="at least one checkpoint", got="nothing")
+    return items
+
+
+def _label(source: Source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else describe(source)
+
+
+class _Loaded:
+    """The parts of a loaded source the audit needs."""
+
+    def __init__(self, *, source: str, path: str, format: str, network: str, sha256: str,
+                 heads: tuple[PrototypeSet, ...], note: str = "") -> None:
+        self.source, self.path, self.format, self.network = source, path, format, network
+        self.sha256, self.heads, self.note = sha256, heads, note
+
+
+def _load(source: Source, *, network: str, format: str | None, key: str | None, trust: bool,
+          cache_dir: Path | str | None) -> _Loaded:
+    if isinstance(source, np.ndarray):
+        return _Loaded(source="<array>", path="", format="array", network="", sha256="",
+                       heads=(PrototypeSet.from_array(source),))
+    if isinstance(source, PrototypeSet):
+        source = (source,)
+    if isinstance(source, tuple) and all(isinstance(s, PrototypeSet) for s in source):
+        return _Loaded(source="<prototypes>", path="", format="array", network="", sha256="",
+                       heads=source)
+    if not isinstance(source, (str, Path)):
+        raise fail("source", expected="a path, a zoo or example name, or a (K, D) array",
+                   got=describe(source))
+
+    from .checkpoints import read_checkpoint
+    from .examples import EXAMPLES
+    from .sources import resolve_source
+
+    path = resolve_source(str(source), cache_dir=cache_dir)
+    checkpoint = read_checkpoint(path, format=format, network=network, key=key, trust=trust)
+    example = EXAMPLES.get(str(source))
+    note = example.description if example is not None and example.synthetic else ""
+    return _Loaded(source=str(source), path=str(path), format=checkpoint.format,
+                   network=checkpoint.network, sha256=checkpoint.sha256, heads=checkpoint.heads,
+                   note=note)
+
+
+def _gate(audits: list[CheckpointAudit], fail_under: float, gate_eps: float) -> GateResult:
+    failures = []
+    for checkpoint in audits:
+        for head in checkpoint.heads:
+            utilization = head.result_at(gate_eps).utilization
+            if utilization < fail_under:
+                failures.append(GateFailure(checkpoint=checkpoint.source, head=head.name,
+                                            utilization=utilization))
+    passed = not failures and any(c.heads for c in audits)
+    return GateResult(fail_under=fail_under, eps=gate_eps, passed=passed, failures=tuple(failures))

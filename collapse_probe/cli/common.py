@@ -1,0 +1,76 @@
+"""What every command shares: error handling, consoles and atomic output files."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+
+from ..errors import CollapseProbeError
+
+__all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console"]
+
+T = TypeVar("T")
+
+
+def stdout_console():  # noqa: ANN201 - rich is imported lazily
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+def stderr_console():  # noqa: ANN201
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def run_command(body: Callable[[], T]) -> T:
+    """Run a command body; a :class:`CollapseProbeError` becomes one line on stderr and exit 2.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=os.environ.get("COLLAPSE_PROBE_LOG", "WARNING").upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return body()
+    except CollapseProbeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(code=130) from None
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+
+    On any error the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write(target: Path | str, text: str) -> None:
+    """Write ``text`` to ``target`` (``-`` means stdout) without ever leaving a partial file."""
+    if str(target) == "-":
+        sys.stdout.write(text)
+        return
+    with atomic_path(Path(target)) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,70 @@
+"""Bundled example checkpoints: audit something without downloading anything.
+
+``example_path(name)`` returns a readable file in the real layout of its method. Generated
+examples are written once into the cache folder (deterministic, from a fixed seed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cache import cache_dir
+from ..errors import InputError
+
+__all__ = ["Example", "EXAMPLES", "EXAMPLE_NAMES", "example_path"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A bundled example: ``file`` under ``examples/data`` or a ``generate(path)`` function."""
+
+    name: str
+    description: str
+    synthetic: bool
+    file: str | None = None
+    generate: Callable[[Path], object] | None = None
+
+
+def _generate_synthetic_dino(path: Path) -> object:
+    from .synthetic import write_synthetic_dino
+
+    return write_synthetic_dino(path)
+
+
+EXAMPLES: dict[str, Example] = {
+    "synthetic-dino": Example(
+        name="synthetic-dino",
+        description=("SYNTHETIC example, not a trained model: DINO ViT-S/16 layout, K=65536 x D=256, "
+                     "1000 planted duplicate groups (one large, a long tail)"),
+        synthetic=True,
+        generate=_generate_synthetic_dino,
+    ),
+}
+EXAMPLE_NAMES: tuple[str, ...] = tuple(EXAMPLES)
+
+
+def example_path(name: str, *, cache: Path | str | None = None) -> Path:
+    """The path of bundled example ``name``, generating it into the cache on first use."""
+    example = EXAMPLES.get(name)
+    if example is None:
+        raise InputError(f"unknown example {name!r}: expected one of {', '.join(EXAMPLE_NAMES)}.")
+    if example.file is not None:
+        return Path(__file__).parent / "data" / example.file
+    target = cache_dir(cache) / "examples" / f"{name}.pth"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            generate = example.generate
+            if generate is None:
+                raise InputError(f"example {name!r} has neither a file nor a generator.")
+            generate(Path(tmp))
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return target

@@ -1,0 +1,1 @@
+"""The audit report: its model, its JSON form and its renderers."""

@@ -1,0 +1,90 @@
+"""The audit report model: what one audit found, for every checkpoint, head and threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..thresholds import Threshold
+from ..types import DedupResult, PrototypeSet
+
+__all__ = ["HeadAudit", "CheckpointAudit", "GateFailure", "GateResult", "AuditReport"]
+
+
+@dataclass(frozen=True, eq=False)
+class HeadAudit:
+    """One head of one checkpoint: its prototypes and one DedupResult per threshold (ascending eps)."""
+
+    prototypes: PrototypeSet
+    results: tuple[DedupResult, ...]
+
+    @property
+    def name(self) -> str:
+        return self.prototypes.name
+
+    @property
+    def num_prototypes(self) -> int:
+        return self.prototypes.num_prototypes
+
+    @property
+    def dim(self) -> int:
+        return self.prototypes.dim
+
+    def result_at(self, eps: float) -> DedupResult:
+        """The result at distance threshold ``eps`` (matched to 1e-12)."""
+        for result in self.results:
+            if abs(result.eps - eps) <= 1e-12:
+                return result
+        raise KeyError(f"no result at eps={eps:g} for head {self.name!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class CheckpointAudit:
+    """One audited checkpoint.
+
+    Attributes:
+        source: what the user named (a path, a zoo name or an example name).
+        path: the file that was read ("" for an in-memory array).
+        format: the detected or given checkpoint format.
+        network: ``teacher`` or ``student`` ("" where the format has no networks).
+        sha256: hex digest of the file ("" for an in-memory array).
+        heads: one HeadAudit per distinct head.
+        note: a caveat to show next to the results (e.g. that the input is synthetic).
+    """
+
+    source: str
+    path: str
+    format: str
+    network: str
+    sha256: str
+    heads: tuple[HeadAudit, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    """A head whose utilization at the gate threshold is below the floor."""
+
+    checkpoint: str
+    head: str
+    utilization: float
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The CI gate: every head must reach ``fail_under`` utilization at ``eps``."""
+
+    fail_under: float
+    eps: float
+    passed: bool
+    failures: tuple[GateFailure, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class AuditReport:
+    """Everything one audit found. ``thresholds`` are ascending; ``gate`` is None without a floor."""
+
+    checkpoints: tuple[CheckpointAudit, ...]
+    thresholds: tuple[Threshold, ...]
+    method: str
+    gate: GateResult | None
+    tool_version: str

@@ -1,0 +1,59 @@
+"""The terminal rendering of an AuditReport: one rich table per checkpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .model import AuditReport, CheckpointAudit
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["render_audit"]
+
+
+def _checkpoint_table(checkpoint: CheckpointAudit) -> RenderableType:
+    from rich.table import Table
+
+    title = f"{checkpoint.source}  [dim]({checkpoint.format}"
+    title += f", {checkpoint.network})[/dim]" if checkpoint.network else ")[/dim]"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("eps", "right"),
+                            ("cosine >", "right"), ("unique", "right"), ("utilization", "right"),
+                            ("largest group", "right")):
+        table.add_column(column, justify=justify)
+    for head in checkpoint.heads:
+        name = head.name
+        if head.prototypes.shared_with:
+            name += f" (shared with {', '.join(head.prototypes.shared_with)})"
+        for i, result in enumerate(head.results):
+            table.add_row(name if i == 0 else "", f"{head.num_prototypes}" if i == 0 else "",
+                          f"{head.dim}" if i == 0 else "", f"{result.eps:g}",
+                          f"{result.cosine:.7g}", f"{result.unique}",
+                          f"{100 * result.utilization:.2f} %", f"{result.largest_group}",
+                          end_section=i == len(head.results) - 1)
+    return table
+
+
+def render_audit(report: AuditReport) -> list[RenderableType]:
+    """Renderables for ``rich.console.Console.print``: a table per checkpoint, then the gate."""
+    from rich.text import Text
+
+    out: list[RenderableType] = []
+    for checkpoint in report.checkpoints:
+        if checkpoint.note:
+            out.append(Text(f"Note: {checkpoint.note}", style="bold yellow"))
+        out.append(_checkpoint_table(checkpoint))
+    out.append(Text(f"method: {report.method} (duplicates when ||a - b|| < eps, i.e. cos > 1 - eps^2/2)",
+                    style="dim"))
+    gate = report.gate
+    if gate is not None:
+        if gate.passed:
+            out.append(Text(f"gate PASSED: every head >= {100 * gate.fail_under:.2f} % unique at "
+                            f"eps {gate.eps:g}", style="bold green"))
+        else:
+            for failure in gate.failures:
+                out.append(Text(f"gate FAILED: {failure.checkpoint} / {failure.head}: "
+                                f"{100 * failure.utilization:.2f} % < {100 * gate.fail_under:.2f} % "
+                                f"unique at eps {gate.eps:g}", style="bold red"))
+    return out
