@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from collapse_probe import audit
+from collapse_probe.errors import InputError
+from collapse_probe.examples.synthetic import planted_head
+from collapse_probe.types import PrototypeSet
+
+
+@pytest.fixture(scope="module")
+def planted():
+    weights, groups = planted_head(num_prototypes=400, num_groups=25, dim=24, noise=2e-4, seed=1)
+    return weights, groups
+
+
+def test_audit_of_an_array_counts_planted_groups_at_every_threshold(planted):
+    weights, _ = planted
+    report = audit(weights, eps=[0.025, 0.1])
+    (checkpoint,) = report.checkpoints
+    (head,) = checkpoint.heads
+    assert [r.eps for r in head.results] == [0.025, 0.1]
+    assert [r.unique for r in head.results] == [25, 25]
+    assert head.result_at(0.1).utilization == pytest.approx(25 / 400)
+    assert report.gate is None
+
+
+def test_gate_threshold_is_added_and_decides(planted):
+    weights, _ = planted
+    report = audit(weights, eps=0.5, fail_under=0.05, gate_eps=0.025)
+    assert [t.eps for t in report.thresholds] == [0.025, 0.5]
+    assert report.gate.passed  # 25 / 400 = 6.25 % >= 5 %
+    failing = audit(weights, eps=0.5, fail_under=0.1, gate_eps=0.025)
+    assert not failing.gate.passed
+    (failure,) = failing.gate.failures
+    assert failure.utilization == pytest.approx(25 / 400)
+
+
+def test_several_heads_of_one_checkpoint(planted):
+    weights, _ = planted
+    heads = [PrototypeSet.from_array(weights, name="head"),
+             PrototypeSet.from_array(np.eye(8), name="head_dense")]
+    report = audit(heads, eps=0.025)
+    assert [h.name for h in report.checkpoints[0].heads] == ["head", "head_dense"]
+    assert [h.results[0].unique for h in report.checkpoints[0].heads] == [25, 8]
+
+
+@pytest.mark.parametrize(("kwargs", "phrase"), [
+    ({"method": "average"}, "method: expected 'components' or 'greedy'"),
+    ({"fail_under": 5}, "fail_under: expected a utilization fraction"),
+    ({"eps": -1.0}, "eps: expected a distance"),
+])
+def test_bad_options_raise_input_errors(planted, kwargs, phrase):
+    with pytest.raises(InputError, match=phrase):
+        audit(planted[0], **kwargs)
+
+
+def test_no_sources_is_an_error():
+    with pytest.raises(InputError, match="at least one checkpoint"):
+        audit([])
