@@ -33,6 +33,13 @@ _EXPORTS: dict[str, str] = {
     "CheckpointAudit": "report.model",
     "HeadAudit": "report.model",
     "GateResult": "report.model",
+    "KoLeoProtoLoss": "koleo",
+    "data_usage": "usage",
+    "center_usage": "usage",
+    "usage_from_checkpoint": "usage",
+    "UsageReport": "usage",
+    "PrototypeMonitor": "monitor",
+    "PrototypeCollapseWarning": "monitor",
 }
 
 __all__ = ["__version__", *_EXPORTS]
