@@ -1,0 +1,124 @@
+"""Blocked nearest-prototype assignment: argmax cosine without ever holding an N x K matrix.
+
+The work is tiled over samples *and* prototypes: a (sample block x prototype block) score tile
+is the only large temporary, so memory stays bounded by ``block_size * prototype_block_size``
+floats whatever N and K are (1M samples x 65536 prototypes runs in about 64 MiB of scores).
+
+Ties go to the lowest prototype index. Within a tile ``np.argmax`` returns the first maximum;
+across tiles a later tile replaces the running best only when strictly greater. Prototype rows
+that are bit-for-bit identical (exact copies, common in collapsed heads) are scored once and
+the lowest index of each copy set is reported, so exact ties never depend on how BLAS rounds
+different tile shapes. Two *different* prototypes within float32 rounding of each other for a
+sample are not tied in any meaningful sense; either may win.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from ..validation import describe, fail
+
+__all__ = ["assign", "normalise_rows", "DEFAULT_BLOCK_SIZE", "DEFAULT_PROTOTYPE_BLOCK_SIZE",
+           "Progress", "Embed"]
+
+log = logging.getLogger(__name__)
+
+#: Samples per tile.
+DEFAULT_BLOCK_SIZE: int = 4096
+#: Prototypes per tile. With the sample block: a 4096 x 4096 float32 tile, 64 MiB.
+DEFAULT_PROTOTYPE_BLOCK_SIZE: int = 4096
+
+#: ``progress(samples_done, num_samples)`` after each block of samples.
+Progress = Callable[[int, int], None]
+#: Maps a (b, d) block of raw features to (b, D) embeddings (e.g. a head MLP).
+Embed = Callable[[np.ndarray], np.ndarray]
+
+
+def normalise_rows(block: np.ndarray, *, what: str = "embeddings") -> np.ndarray:
+    """(b, D) -> (b, D) float32 unit rows. Zero or non-finite rows are an InputError."""
+    block = np.asarray(block, dtype=np.float32)
+    norms = np.linalg.norm(block, axis=1)
+    bad = ~(np.isfinite(norms) & (norms > 0))
+    if bad.any():
+        first = np.flatnonzero(bad)[:5].tolist()
+        raise fail(what, expected="finite, non-zero rows", got=f"{int(bad.sum())} bad rows in a block "
+                   f"(first, relative to the block: {first})",
+                   hint="Remove empty or diverged samples before measuring usage.")
+    return block / norms[:, None]
+
+
+def _check_block_size(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise fail(what, expected="a positive integer", got=repr(value))
+    return int(value)
+
+
+def _distinct_rows(prototypes: np.ndarray) -> np.ndarray:
+    """(K',) ascending indices of the first (lowest) row of every set of bit-identical rows."""
+    rows = np.ascontiguousarray(prototypes)
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first = np.unique(view, return_index=True)
+    return np.sort(first)
+
+
+def assign(
+    prototypes: np.ndarray,
+    embeddings: np.ndarray,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    prototype_block_size: int = DEFAULT_PROTOTYPE_BLOCK_SIZE,
+    embed: Embed | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Assign every sample to its most similar prototype (cosine).
+
+    Args:
+        prototypes: (K, D) float32 unit rows.
+        embeddings: (N, d) array, possibly memory-mapped; read one block of ``block_size`` rows
+            at a time. Rows are L2-normalised here (after ``embed`` when given).
+        block_size: samples per tile.
+        prototype_block_size: prototypes per tile.
+        embed: optional map from a (b, d) block of raw rows to (b, D) embeddings.
+        progress: called as ``progress(samples_done, N)`` after each block of samples.
+
+    Returns:
+        (N,) int64 prototype index of each sample (ties: lowest index).
+    """
+    block_size = _check_block_size(block_size, "block_size")
+    prototype_block_size = _check_block_size(prototype_block_size, "prototype_block_size")
+    if getattr(embeddings, "ndim", None) != 2:
+        raise fail("embeddings", expected="a 2-D array of shape (N, D)", got=describe(embeddings))
+    num_samples = int(embeddings.shape[0])
+    if num_samples < 1:
+        raise fail("embeddings", expected="at least one sample", got="N = 0")
+    keep = _distinct_rows(prototypes)
+    # Transposed once: each tile is then a plain (b, D) @ (D, kb) product.
+    distinct_t = np.ascontiguousarray(prototypes[keep].T)
+    num_distinct = distinct_t.shape[1]
+    log.debug("assign: N=%d K=%d (distinct %d) D=%d tiles %dx%d", num_samples, prototypes.shape[0],
+              num_distinct, prototypes.shape[1], block_size, prototype_block_size)
+    out = np.empty(num_samples, dtype=np.int64)
+    for start in range(0, num_samples, block_size):
+        raw = np.asarray(embeddings[start:start + block_size])
+        block = normalise_rows(embed(raw) if embed is not None else raw)
+        if block.shape[1] != distinct_t.shape[0]:
+            raise fail("embeddings", expected=f"dimension {distinct_t.shape[0]} (the prototypes' D)",
+                       got=f"dimension {block.shape[1]}")
+        rows = np.arange(block.shape[0])
+        best = np.full(block.shape[0], -np.inf, dtype=np.float32)
+        best_idx = np.zeros(block.shape[0], dtype=np.int64)
+        for pstart in range(0, num_distinct, prototype_block_size):
+            scores = block @ distinct_t[:, pstart:pstart + prototype_block_size]
+            idx = scores.argmax(axis=1)
+            val = scores[rows, idx]
+            del scores
+            better = val > best  # strict: an earlier tile keeps ties
+            best[better] = val[better]
+            best_idx[better] = idx[better] + pstart
+        out[start:start + block.shape[0]] = keep[best_idx]
+        if progress is not None:
+            progress(start + block.shape[0], num_samples)
+    return out
