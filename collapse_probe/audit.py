@@ -11,6 +11,7 @@ import numpy as np
 from ._version import __version__
 from .dedup import sweep
 from .report.model import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
+from .report.verdicts import VerdictPolicy, judge
 from .thresholds import GATE_EPS, Threshold, resolve_thresholds
 from .types import METHODS, PrototypeSet
 from .validation import describe, fail
@@ -38,6 +39,7 @@ def audit(
     gate_eps: float = GATE_EPS,
     cache_dir: Path | str | None = None,
     progress: Callable[[str], None] | None = None,
+    verdict_policy: VerdictPolicy | None = None,
 ) -> AuditReport:
     """Audit one or more checkpoints.
 
@@ -51,6 +53,7 @@ def audit(
         gate_eps: the gate's distance threshold (its result is added to the sweep if missing).
         cache_dir: where zoo downloads and generated examples live.
         progress: called with a short status line before each checkpoint is read.
+        verdict_policy: thresholds of each head's one-word verdict (defaults when None).
 
     Returns:
         AuditReport. A source that cannot be read raises (typed error): the gate fails closed.
@@ -77,7 +80,9 @@ def audit(
         for head in checkpoint.heads:
             if progress is not None:
                 progress(f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})")
-            heads.append(HeadAudit(prototypes=head, results=sweep(head, eps=eps_values, method=method)))
+            results = sweep(head, eps=eps_values, method=method)
+            verdict = judge(head, results, policy=verdict_policy, method=method)
+            heads.append(HeadAudit(prototypes=head, results=results, verdict=verdict))
         audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,
                                       format=checkpoint.format, network=checkpoint.network,
                                       sha256=checkpoint.sha256, heads=tuple(heads),

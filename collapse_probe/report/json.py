@@ -12,6 +12,7 @@ from .model import AuditReport, CheckpointAudit, HeadAudit
 __all__ = ["SCHEMA_VERSION", "report_to_dict", "report_to_json"]
 
 #: Bumped on any change a consumer could notice: a removed or renamed field, or a new meaning.
+#: Added fields (``heads[].verdict``) keep the version: consumers ignore what they do not know.
 SCHEMA_VERSION = 1
 
 #: Largest groups listed per result, and members listed per group, in the JSON.
@@ -51,6 +52,11 @@ def _head(head: HeadAudit) -> dict[str, Any]:
         "norms": {"min": _number(float(norms.min())), "max": _number(float(norms.max())),
                   "mean": _number(float(norms.mean()))},
         "results": [_result(r) for r in head.results],
+        "verdict": None if head.verdict is None else {
+            "label": head.verdict.label,
+            "reason": head.verdict.reason,
+            "evidence": dict(head.verdict.evidence),
+        },
     }
 
 

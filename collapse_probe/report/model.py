@@ -6,16 +6,21 @@ from dataclasses import dataclass
 
 from ..thresholds import Threshold
 from ..types import DedupResult, PrototypeSet
+from .verdicts import Verdict
 
 __all__ = ["HeadAudit", "CheckpointAudit", "GateFailure", "GateResult", "AuditReport"]
 
 
 @dataclass(frozen=True, eq=False)
 class HeadAudit:
-    """One head of one checkpoint: its prototypes and one DedupResult per threshold (ascending eps)."""
+    """One head of one checkpoint: its prototypes and one DedupResult per threshold (ascending eps).
+
+    ``verdict`` is the one-word hint of :mod:`collapse_probe.report.verdicts` (None when not judged).
+    """
 
     prototypes: PrototypeSet
     results: tuple[DedupResult, ...]
+    verdict: Verdict | None = None
 
     @property
     def name(self) -> str:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .model import AuditReport, CheckpointAudit
+from .verdicts import VERDICT_NOTE
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["render_audit"]
+__all__ = ["render_audit", "VERDICT_STYLES"]
+
+#: rich styles of the verdict labels.
+VERDICT_STYLES: dict[str, str] = {"healthy": "bold green", "partial-collapse": "bold yellow",
+                                  "collapsed": "bold red", "untrained": "bold magenta"}
 
 
 def _checkpoint_table(checkpoint: CheckpointAudit) -> RenderableType:
@@ -20,17 +25,23 @@ def _checkpoint_table(checkpoint: CheckpointAudit) -> RenderableType:
     table = Table(title=title, title_justify="left", show_lines=False)
     for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("eps", "right"),
                             ("cosine >", "right"), ("unique", "right"), ("utilization", "right"),
-                            ("largest group", "right")):
-        table.add_column(column, justify=justify)
+                            ("largest", "right"), ("verdict", "left")):
+        # The verdict never wraps or truncates: the number columns give way first.
+        wide = {"min_width": len("partial-collapse"), "no_wrap": True} if column == "verdict" else {}
+        table.add_column(column, justify=justify, **wide)
     for head in checkpoint.heads:
         name = head.name
         if head.prototypes.shared_with:
             name += f" (shared with {', '.join(head.prototypes.shared_with)})"
+        verdict = ""
+        if head.verdict is not None:
+            verdict = f"[{VERDICT_STYLES[head.verdict.label]}]{head.verdict.label}[/]"
         for i, result in enumerate(head.results):
             table.add_row(name if i == 0 else "", f"{head.num_prototypes}" if i == 0 else "",
                           f"{head.dim}" if i == 0 else "", f"{result.eps:g}",
                           f"{result.cosine:.7g}", f"{result.unique}",
                           f"{100 * result.utilization:.2f} %", f"{result.largest_group}",
+                          verdict if i == 0 else "",
                           end_section=i == len(head.results) - 1)
     return table
 
@@ -44,6 +55,13 @@ def render_audit(report: AuditReport) -> list[RenderableType]:
         if checkpoint.note:
             out.append(Text(f"Note: {checkpoint.note}", style="bold yellow"))
         out.append(_checkpoint_table(checkpoint))
+        for head in checkpoint.heads:
+            if head.verdict is not None:
+                out.append(Text.assemble((f"{head.name}: ", "bold"),
+                                         (head.verdict.label, VERDICT_STYLES[head.verdict.label]),
+                                         f" - {head.verdict.reason}"))
+    if any(h.verdict is not None for c in report.checkpoints for h in c.heads):
+        out.append(Text(VERDICT_NOTE, style="dim"))
     out.append(Text(f"method: {report.method} (duplicates when ||a - b|| < eps, i.e. cos > 1 - eps^2/2)",
                     style="dim"))
     gate = report.gate
