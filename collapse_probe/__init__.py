@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "center_usage": "usage",
     "usage_from_checkpoint": "usage",
     "UsageReport": "usage",
+    "usage_figures": "usage",
     "PrototypeMonitor": "monitor",
     "PrototypeCollapseWarning": "monitor",
 }

@@ -64,7 +64,8 @@ class UsageReport:
         eps: the distance threshold of the duplicate groups; ``cosine`` is the same threshold.
         method: duplicate grouping method (``components`` or ``greedy``).
         unique: number of weight-space groups at eps (the audit's unique count).
-        merged_entropy: H of the distribution summed over each group, nats.
+        group_mass: (U,) float64 the distribution summed over each group, indexed by group label.
+        merged_entropy: H(group_mass), nats.
         merged_perplexity: exp(merged_entropy).
         merged_used: groups that receive at least one sample; None for the proxy.
         top_groups: the most-used groups, most-used first (ties: smaller label first).
@@ -86,6 +87,7 @@ class UsageReport:
     cosine: float
     method: str
     unique: int
+    group_mass: np.ndarray = field(repr=False)
     merged_entropy: float
     merged_perplexity: float
     merged_used: int | None
@@ -98,6 +100,7 @@ class UsageReport:
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts", _frozen(self.counts))
         object.__setattr__(self, "mass", _frozen(self.mass))
+        object.__setattr__(self, "group_mass", _frozen(self.group_mass))
 
     @property
     def is_proxy(self) -> bool:
@@ -142,6 +145,7 @@ class UsageReport:
                 out["counts"] = self.counts.tolist()
             else:
                 out["mass"] = self.mass.tolist()
+            out["group_mass"] = self.group_mass.tolist()
         return out
 
     def __repr__(self) -> str:

@@ -83,6 +83,7 @@ def summarise(
         cosine=dedup.cosine,
         method=dedup.method,
         unique=dedup.unique,
+        group_mass=merged,
         merged_entropy=merged_entropy,
         merged_perplexity=float(np.exp(merged_entropy)),
         merged_used=merged_used,

@@ -1,0 +1,139 @@
+"""``collapse-probe usage``: which prototypes real data uses, or the center proxy without data."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import atomic_write, run_command, stderr_console, stdout_console
+
+__all__ = ["register"]
+
+
+class Space(str, Enum):
+    backbone = "backbone"
+    bottleneck = "bottleneck"
+
+
+class Network(str, Enum):
+    teacher = "teacher"
+    student = "student"
+
+
+def _fmt_share(value: float) -> str:
+    return f"{value:.2%}"
+
+
+def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
+    """Rich renderables for a UsageReport: a proxy banner when relevant, a summary, top groups."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    if report.is_proxy:
+        out.append(Text(
+            f"PROXY, not a measurement: no --features given, so this is softmax(center / "
+            f"{report.temperature:g}) of the checkpoint's teacher-logit running mean. "
+            "Pass --features FILE for real usage.", style="bold yellow"))
+    title = f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint} [{report.head}]"
+    summary = Table(title=title, show_header=False, title_justify="left")
+    summary.add_column("statistic")
+    summary.add_column("value", justify="right")
+    summary.add_row("prototypes K", f"{report.num_prototypes}")
+    if not report.is_proxy:
+        summary.add_row(f"samples N ({report.space or 'embeddings'} space)", f"{report.num_samples}")
+        summary.add_row("used (argmax of >= 1 sample)", f"{report.used} ({_fmt_share(report.used_fraction)})")
+    summary.add_row(f"unique at eps {report.eps:g} ({report.method})",
+                    f"{report.unique} ({_fmt_share(report.unique / report.num_prototypes)})")
+    if not report.is_proxy:
+        summary.add_row("used duplicate groups", f"{report.merged_used}")
+    summary.add_row("usage entropy (nats)", f"{report.entropy:.4f}")
+    summary.add_row("perplexity exp(H)", f"{report.perplexity:.1f}")
+    summary.add_row("merged entropy (nats)", f"{report.merged_entropy:.4f}")
+    summary.add_row("merged perplexity", f"{report.merged_perplexity:.1f}")
+    largest = report.largest_group
+    summary.add_row("largest duplicate group: size, share",
+                    f"{largest.size}, {_fmt_share(largest.share)}")
+    out.append(summary)
+    if report.top_groups:
+        top = Table(title="most-used duplicate groups", title_justify="left")
+        for name, justify in (("rank", "right"), ("group", "right"), ("size", "right"),
+                              ("share", "right"), ("members (sample)", "left")):
+            top.add_column(name, justify=justify)
+        for rank, group in enumerate(report.top_groups, 1):
+            members = ", ".join(str(m) for m in group.members)
+            if group.size > len(group.members):
+                members += ", ..."
+            top.add_row(str(rank), str(group.label), str(group.size), _fmt_share(group.share), members)
+        out.append(top)
+    return out
+
+
+def usage_command(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Checkpoint file."),
+    features: Optional[Path] = typer.Option(
+        None, "--features", metavar="FILE",
+        help="(N, d) features as .npy (memory-mapped). Without it: the center proxy."),
+    space: Space = typer.Option(Space.backbone, "--space",
+                                help="backbone: through the head MLP; bottleneck: used as they are."),
+    eps: float = typer.Option(0.025, "--eps", help="Distance threshold of the duplicate groups."),
+    head: Optional[str] = typer.Option(None, "--head", help="Head name; the first head by default."),
+    temperature: float = typer.Option(0.04, "--temperature",
+                                      help="Softmax temperature of the center proxy."),
+    json_out: Optional[str] = typer.Option(None, "--json", metavar="FILE|-",
+                                           help="Write the JSON report to FILE, or - for stdout."),
+    format: Optional[str] = typer.Option(None, "--format", help="Checkpoint format; auto-detected by default."),  # noqa: A002
+    network: Network = typer.Option(Network.teacher, "--network", help="Which network's head to read."),
+    key: Optional[str] = typer.Option(None, "--key", help="Explicit key path of the prototype tensor."),
+    trust_checkpoint: bool = typer.Option(
+        False, "--trust-checkpoint",
+        help="Allow arbitrary pickled code in the file. Only for files from a source you trust."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Which prototypes a data set actually uses (assignment by cosine), plain and merged over duplicates."""
+
+    def body() -> None:
+        import json
+
+        from ..usage import usage_from_checkpoint
+
+        err = stderr_console()
+        bar = None
+        if features is not None and not quiet and err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            bar = Progress("assigning samples", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                           console=err, transient=True)
+        task = bar.add_task("assign", total=None) if bar is not None else None
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if bar is not None:
+            bar.start()
+        try:
+            report = usage_from_checkpoint(
+                checkpoint, features, space=space.value, head=head, eps=eps, format=format,
+                network=network.value, key=key, trust=trust_checkpoint, temperature=temperature,
+                progress=progress if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.stop()
+        console = err if json_out == "-" else stdout_console()
+        for renderable in render_usage(report, checkpoint=checkpoint.name):
+            console.print(renderable)
+        if json_out is not None:
+            document = {"checkpoint": str(checkpoint), "features": None if features is None else str(features),
+                        **report.to_dict()}
+            atomic_write(json_out, json.dumps(document, indent=1) + "\n")
+
+    run_command(body)
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("usage")(usage_command)
