@@ -1,0 +1,1 @@
+"""One small adapter per checkpoint family; :mod:`..registry` orders them for detection."""

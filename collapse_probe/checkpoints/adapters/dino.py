@@ -1,0 +1,34 @@
+"""DINO (facebookresearch/dino): ``{student, teacher, dino_loss, args, ...}``, head ``head.last_layer``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from .base import Adapter
+from .common import has_layer, heads_at, loss_centers, network_dict, teacher_student
+
+__all__ = ["ADAPTER", "first_network"]
+
+HEADS = (("head", "head.last_layer"),)
+
+
+def first_network(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The teacher's (else the student's) cleaned state, for detection."""
+    return network_dict(state, "teacher") or network_dict(state, "student")
+
+
+def _detect(state: Mapping[str, Any]) -> bool:
+    net = first_network(state)
+    return net is not None and has_layer(net, "head.last_layer")
+
+
+ADAPTER = Adapter(
+    format="dino",
+    summary="top-level teacher/student, backbone.* + head.last_layer (weight norm or plain)",
+    detect=_detect,
+    select=partial(teacher_student, format="dino"),
+    heads=partial(heads_at, named_prefixes=HEADS),
+    extras=partial(loss_centers, loss_key="dino_loss", names=("center",)),
+)

@@ -1,0 +1,54 @@
+"""MSN (facebookresearch/msn): a top-level ``prototypes`` tensor [K, D], stored un-normalised,
+shared by both networks; ``target_encoder`` (teacher) and, in training files, ``encoder``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import CheckpointError
+from ..keys import clean_state, is_tensor
+from ..layers import LastLayer, raw_layer
+from .base import Adapter, Selection
+
+__all__ = ["ADAPTER", "ENCODERS"]
+
+#: network -> top-level key of its encoder.
+ENCODERS = {"teacher": "target_encoder", "student": "encoder"}
+_SHARED_NOTE = "MSN keeps one set of prototypes shared by the student and the target encoder."
+
+
+def _detect(state: Mapping[str, Any]) -> bool:
+    prototypes = state.get("prototypes")
+    return is_tensor(prototypes) and prototypes.ndim == 2
+
+
+def _select(state: Mapping[str, Any], network: str) -> Selection:
+    prototypes = state.get("prototypes")
+    if not is_tensor(prototypes):
+        raise CheckpointError("this file has no top-level 'prototypes' tensor, so it is not an "
+                              "MSN checkpoint.")
+    return Selection(state={"prototypes": prototypes}, network=network, notes=(_SHARED_NOTE,))
+
+
+def _heads(state: Mapping[str, Any]) -> tuple[LastLayer, ...]:
+    return (raw_layer("prototypes", name="prototypes"),) if "prototypes" in state else ()
+
+
+def _network_state(state: Mapping[str, Any], network: str) -> dict[str, Any]:
+    encoder = state.get(ENCODERS[network])
+    if not isinstance(encoder, Mapping):
+        raise CheckpointError(
+            f"this MSN checkpoint has no {ENCODERS[network]!r} ({network}); released files hold "
+            "only 'target_encoder': pass --network teacher.")
+    return clean_state(encoder)
+
+
+ADAPTER = Adapter(
+    format="msn",
+    summary="top-level prototypes [K, D] (shared), target_encoder / encoder",
+    detect=_detect,
+    select=_select,
+    heads=_heads,
+    network_state=_network_state,
+)

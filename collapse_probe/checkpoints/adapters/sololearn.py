@@ -1,0 +1,49 @@
+"""solo-learn DINO: a Lightning ``state_dict`` with ``head.last_layer`` (student) and
+``momentum_head.last_layer`` (teacher), backbones ``backbone.*`` / ``momentum_backbone.*``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from ...errors import CheckpointError
+from .base import Adapter, Selection
+from .common import has_layer, heads_at, lightning_state
+
+__all__ = ["ADAPTER"]
+
+_MOMENTUM = "momentum_"
+HEADS = (("momentum_head", "momentum_head.last_layer"), ("head", "head.last_layer"))
+
+
+def _detect(state: Mapping[str, Any]) -> bool:
+    return has_layer(lightning_state(state), "momentum_head.last_layer")
+
+
+def _part(state: Mapping[str, Any], network: str) -> dict[str, Any]:
+    flat = lightning_state(state)
+    teacher = network == "teacher"
+    part = {k: v for k, v in flat.items() if k.startswith(_MOMENTUM) == teacher}
+    if not part:
+        raise CheckpointError(f"this solo-learn checkpoint holds no {network} weights.")
+    return part
+
+
+def _select(state: Mapping[str, Any], network: str) -> Selection:
+    return Selection(state=_part(state, network), network=network)
+
+
+def _network_state(state: Mapping[str, Any], network: str) -> dict[str, Any]:
+    # The teacher's keys lose their ``momentum_`` so both networks read ``backbone.*`` / ``head.*``.
+    return {k.removeprefix(_MOMENTUM): v for k, v in _part(state, network).items()}
+
+
+ADAPTER = Adapter(
+    format="solo-learn",
+    summary="Lightning state_dict: momentum_head.last_layer (teacher), head.last_layer (student)",
+    detect=_detect,
+    select=_select,
+    heads=partial(heads_at, named_prefixes=HEADS),
+    network_state=_network_state,
+)

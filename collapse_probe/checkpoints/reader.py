@@ -1,0 +1,169 @@
+"""Reading prototypes from a checkpoint file: sniff, load safely, detect the layout, read heads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, InputError, NoPrototypesError
+from ..types import PrototypeSet
+from .adapters.base import Adapter, Selection
+from .arrays import is_array_like, read_array
+from .diagnose import no_prototypes
+from .keymode import normalise_keys, resolve_key
+from .keys import flatten
+from .layers import read_layers
+from .loading import load_object
+from .model import FORMATS, NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
+from .registry import ADAPTERS, adapter_for, detect
+
+__all__ = ["read_checkpoint", "load_prototypes", "inspect_checkpoint", "network_state",
+           "check_options", "summaries"]
+
+log = logging.getLogger(__name__)
+
+
+def check_options(format: str | None, network: str) -> None:  # noqa: A002
+    """Raise :class:`InputError` for an unknown format or network."""
+    if format is not None and format not in FORMATS:
+        raise InputError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}.")
+    if network not in NETWORKS:
+        raise InputError(f"unknown network {network!r}: expected one of {', '.join(NETWORKS)}.")
+
+
+def read_checkpoint(path: Path | str, *, format: str | None = None, network: str = "teacher",  # noqa: A002
+                    key: str | None = None, trust: bool = False) -> Checkpoint:
+    """Read every prototype head of a checkpoint.
+
+    Args:
+        path: a checkpoint (``.pth``, ``.pth.tar``, ``.ckpt``, ``.pt``) or a raw ``.npy`` /
+            ``.npz`` array file.
+        format: one of ``FORMATS``; None detects it from the file's layout.
+        network: ``teacher`` (default) or ``student``.
+        key: an explicit key path to the prototypes (a tensor or a layer prefix, dots between
+            nested dicts); with a family ``format`` it is looked up inside the chosen network.
+            For ``.npz`` archives, the array's name.
+        trust: unpickle with full pickle (only for files from a trusted source).
+
+    Returns:
+        Checkpoint with one PrototypeSet per distinct head ((K, D) float32 unit rows, (K,)
+        effective row norms).
+
+    Raises:
+        InputError: bad ``format`` / ``network``, or a degenerate prototype matrix.
+        CheckpointError (and its subclasses UnsafeCheckpointError, NoPrototypesError): the file
+            cannot be read safely, or holds no recognisable prototypes.
+    """
+    checkpoint, _ = _read(Path(path), format=format, network=network, key=key, trust=trust)
+    return checkpoint
+
+
+def load_prototypes(path: Path | str, *, format: str | None = None, network: str = "teacher",  # noqa: A002
+                    key: str | None = None, trust: bool = False) -> tuple[PrototypeSet, ...]:
+    """The heads of :func:`read_checkpoint`, one PrototypeSet per distinct head."""
+    return read_checkpoint(path, format=format, network=network, key=key, trust=trust).heads
+
+
+def inspect_checkpoint(path: Path | str, *, format: str | None = None, network: str = "teacher",  # noqa: A002
+                       key: str | None = None, trust: bool = False) -> CheckpointInfo:
+    """Describe what a checkpoint holds (heads, shapes, forms, norm ranges); computes no dedup."""
+    path = Path(path)
+    checkpoint, top_keys = _read(path, format=format, network=network, key=key, trust=trust)
+    used = {k.split(".")[0] for head in checkpoint.heads for k in head.source_keys}
+    heads = tuple(
+        HeadInfo(name=h.name, num_prototypes=h.num_prototypes, dim=h.dim,
+                 source_keys=h.source_keys, shared_with=h.shared_with,
+                 form=checkpoint.forms.get(h.name, "raw"), gain_all_ones=h.gain_all_ones,
+                 norm_min=float(h.norms.min()), norm_max=float(h.norms.max()))
+        for h in checkpoint.heads)
+    return CheckpointInfo(
+        path=path, format=checkpoint.format, network=checkpoint.network,
+        size_bytes=path.stat().st_size, heads=heads,
+        other_keys=tuple(k for k in top_keys if k not in used and k != checkpoint.network),
+        extras={name: tuple(array.shape) for name, array in checkpoint.extras.items()},
+        notes=checkpoint.notes)
+
+
+def network_state(state: Mapping[str, Any], *, format: str, network: str) -> dict[str, Any]:  # noqa: A002
+    """The chosen network's flat state dict (backbone and head), wrapper prefixes stripped.
+
+    Args:
+        state: a checkpoint dict from :func:`load_state`.
+        format: a family format (``dino``, ``ibot``, ...; not ``key`` / ``array``).
+        network: ``teacher`` or ``student``.
+
+    Returns:
+        ``{key: Tensor}`` with ``module.`` / ``_orig_mod.`` / ``_fsdp_wrapped_module.`` removed
+        as whole leading path parts. solo-learn's teacher keys lose ``momentum_``; MSN returns
+        the encoder (its prototypes are the top-level ``prototypes`` tensor).
+    """
+    check_options(format, network)
+    return adapter_for(format).network(state, network)
+
+
+def _read(path: Path, *, format: str | None, network: str, key: str | None,  # noqa: A002
+          trust: bool) -> tuple[Checkpoint, tuple[str, ...]]:
+    check_options(format, network)
+    obj = load_object(path, trust=trust)
+    if is_array_like(obj):
+        if format not in (None, "array"):
+            raise CheckpointError(f"{path} holds a bare array, not a {format} checkpoint: use "
+                                  "--format array (or leave --format out).")
+        names = tuple(obj.files) if hasattr(obj, "files") else ()
+        heads = (read_array(path, obj, key=key),)
+        return Checkpoint(path=path, format="array", network="", heads=heads,
+                          forms={heads[0].name: "raw"}), names
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict or "
+                              "a tensor.")
+    top_keys = tuple(str(k) for k in obj)
+    if format == "array":
+        raise CheckpointError(f"{path} holds a checkpoint dict, not a bare array: pass --key "
+                              "<path> to name the prototypes, or leave --format out.")
+    if format == "key" or (format is None and key is not None):
+        if key is None:
+            raise InputError("format 'key' needs --key <path> naming the prototypes.")
+        return _read_key(path, obj, key), top_keys
+    adapter = adapter_for(format) if format is not None else detect(obj)
+    if adapter is None:
+        raise no_prototypes(path, obj)
+    log.info("%s: reading as %s (%s)", path, adapter.format, network)
+    if key is not None:
+        selection = Selection(state=normalise_keys(adapter.network(obj, network)),
+                              network=network, key_prefix=f"{network}.")
+        layers = (resolve_key(selection.state, key, where=f"the {network} of {path}"),)
+    else:
+        selection = adapter.select(obj, network)
+        layers = adapter.heads(selection.state)
+    if not layers:
+        raise _no_heads(path, obj, adapter, network)
+    read = read_layers(selection.state, layers, key_prefix=selection.key_prefix)
+    return Checkpoint(path=path, format=adapter.format, network=selection.network,
+                      heads=tuple(h for h, _ in read), extras=adapter.extras(obj),
+                      forms={h.name: form for h, form in read}, notes=selection.notes), top_keys
+
+
+def _read_key(path: Path, state: Mapping[str, Any], key: str) -> Checkpoint:
+    flat = normalise_keys(flatten(state))
+    layer = resolve_key(flat, key, where=str(path))
+    first = layer.keys[0].split(".")[0]
+    network = first if first in NETWORKS else ""
+    ((head, form),) = read_layers(flat, (layer,))
+    return Checkpoint(path=path, format="key", network=network, heads=(head,),
+                      forms={head.name: form})
+
+
+def _no_heads(path: Path, state: Mapping[str, Any], adapter: Adapter, network: str) -> NoPrototypesError:
+    detected = detect(state)
+    if detected is not None and detected is not adapter:
+        return NoPrototypesError(
+            f"no {adapter.format} heads in {path}: it looks like a {detected.format} checkpoint "
+            f"(pass --format {detected.format} or leave --format out).")
+    return no_prototypes(path, state, expected=f"the {adapter.format} layout ({adapter.summary})")
+
+
+def summaries() -> dict[str, str]:
+    """format -> where its prototypes live (for docs and help texts)."""
+    return {adapter.format: adapter.summary for adapter in ADAPTERS}

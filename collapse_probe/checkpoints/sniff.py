@@ -1,0 +1,100 @@
+"""Tell what a file is from its first and last bytes, before handing it to ``torch.load``.
+
+Catches the usual impostors with a message that names them: a missing path, a folder, an empty
+file, a Git LFS pointer, an HTML/XML page saved under a checkpoint's name, a zip archive cut
+short, an FSDP shard.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+__all__ = ["sniff", "KINDS", "FSDP_SHARD_NAME"]
+
+#: What :func:`sniff` can return: a PyTorch zip checkpoint, a legacy (pre-1.6) pickle
+#: checkpoint, a NumPy ``.npy`` array, a NumPy ``.npz`` archive.
+KINDS: tuple[str, ...] = ("torch-zip", "torch-legacy", "npy", "npz")
+
+#: DINOv2 writes ``model_<iteration>.rank_<r>.pth`` per rank when it trains with FSDP.
+FSDP_SHARD_NAME = re.compile(r"(^|[._-])rank_\d+([._-]|$)")
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+_NUMPY_MAGIC = b"\x93NUMPY"
+_PICKLE_PROTO = 0x80
+_LFS_PREFIX = b"version https://git-lfs"
+
+
+def sniff(path: Path) -> str:
+    """Classify ``path`` as one of :data:`KINDS`, or raise :class:`CheckpointError` naming the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such file: {path}")
+    if path.is_dir():
+        raise CheckpointError(_directory_message(path))
+    if FSDP_SHARD_NAME.search(path.name):
+        raise CheckpointError(
+            f"{path} looks like one rank's FSDP shard (its name has `rank_N`): a shard holds a "
+            "slice of each tensor. Audit the consolidated `teacher_checkpoint.pth` from the "
+            "run's eval folder instead.")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the save or download did not complete.")
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head.startswith(_LFS_PREFIX):
+        raise CheckpointError(
+            f"{path} is a Git LFS pointer ({size} bytes), not the checkpoint: run `git lfs pull` "
+            "in its repository or download the file itself.")
+    if head.lstrip()[:1] == b"<":
+        what = "an XML" if head.lstrip()[:5].lower() == b"<?xml" else "an HTML"
+        raise CheckpointError(
+            f"{path} is {what} page, not a checkpoint (an error or login page saved under the "
+            "checkpoint's name): download the file again from its real URL.")
+    if head.startswith(_NUMPY_MAGIC):
+        return "npy"
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_EMPTY_ZIP_MAGIC):
+        return _zip_kind(path, size)
+    if head[0] == _PICKLE_PROTO:
+        return "torch-legacy"
+    if _looks_like_text(head):
+        raise CheckpointError(f"{path} is a text file, not a checkpoint (it starts with "
+                              f"{head[:40].decode('utf-8', 'replace')!r}).")
+    raise CheckpointError(f"{path} is neither a PyTorch checkpoint nor a NumPy file (it starts "
+                          f"with bytes {head[:8].hex(' ')}).")
+
+
+def _zip_kind(path: Path, size: int) -> str:
+    # Reading the central directory touches only the end of the file: cheap even for 1 GB.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            f"{path} is a truncated or damaged zip archive ({size} bytes, {exc}): the download "
+            "or save was cut short; fetch or save it again.") from None
+    if any(name.endswith("data.pkl") for name in names):
+        return "torch-zip"
+    if names and all(name.endswith(".npy") for name in names):
+        return "npz"
+    raise CheckpointError(f"{path} is a zip archive but neither a PyTorch checkpoint nor a NumPy "
+                          f".npz (it holds {', '.join(names[:5]) or 'nothing'}).")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+
+
+def _directory_message(path: Path) -> str:
+    inside = [name for name in ("teacher_checkpoint.pth", "checkpoint.pth", "checkpoint.pth.tar")
+              if (path / name).is_file()]
+    hint = f" It holds {inside[0]}: pass {path / inside[0]}." if inside else ""
+    return f"{path} is a directory, not a checkpoint file.{hint}"
