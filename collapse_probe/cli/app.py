@@ -20,6 +20,10 @@ app = typer.Typer(
 _COMMAND_MODULES: tuple[str, ...] = (
     "audit",
     "usage",
+    "trend",
+    "watch",
+    "log",
+    "gate",
 )
 
 

@@ -1,0 +1,85 @@
+"""``collapse-probe gate``: the CI gate configured in pyproject.toml ``[tool.collapse-probe]``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import atomic_write, run_command, stderr_console, stdout_console
+
+__all__ = ["register"]
+
+
+def gate_command(
+    config: Optional[Path] = typer.Option(
+        None, "--config", metavar="FILE",
+        help="A pyproject.toml ([tool.collapse-probe]) or a standalone TOML file. "
+        "Default: ./pyproject.toml."),
+    junit_xml: Optional[Path] = typer.Option(
+        None, "--junit-xml", metavar="FILE",
+        help="Also write a JUnit XML file: one testcase per checkpoint x head."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+) -> None:
+    """Fail a CI job when any head's unique-prototype fraction is below its floor.
+
+    Exit 0: every gated head passed; 1: a head is below its floor, or a checkpoint is missing,
+    unreadable, a glob matched nothing, or a configured head exists in no checkpoint;
+    2: the configuration is invalid. Under GitHub Actions (GITHUB_ACTIONS=true) failures are
+    also printed as ::error annotations and a table is appended to $GITHUB_STEP_SUMMARY.
+    """
+
+    def body() -> int:
+        from ..gate import (gate_to_junit, github_annotations, github_summary, in_github_actions,
+                            load_gate_config, run_gate)
+
+        gate_config = load_gate_config(config)
+        err = stderr_console()
+        status = err.status("gate") if (not quiet and err.is_terminal) else None
+        if status is not None:
+            status.start()
+        started = time.perf_counter()
+        try:
+            outcome = run_gate(gate_config, progress=(status.update if status is not None else None))
+        finally:
+            if status is not None:
+                status.stop()
+        elapsed = time.perf_counter() - started
+
+        console = stdout_console()
+        marks = {"passed": "[green]PASS[/green]", "failed": "[bold red]FAIL[/bold red]",
+                 "not-gated": "[dim]----[/dim]"}
+        for check in outcome.checks:
+            where = check.checkpoint + (f" / {check.head}" if check.head else "")
+            console.print(f"{marks[check.status]} {where}: {check.message}", highlight=False,
+                          markup=True)
+        if outcome.passed:
+            console.print(f"[bold green]gate passed[/bold green]: {len(outcome.checks)} checks, "
+                          f"eps {gate_config.eps:g}", highlight=False)
+        else:
+            reason = (f"{len(outcome.failures)} of {len(outcome.checks)} checks failed"
+                      if outcome.failures else "no gated head was measured")
+            console.print(f"[bold red]gate FAILED[/bold red]: {reason}", highlight=False)
+        if junit_xml is not None:
+            atomic_write(junit_xml, gate_to_junit(outcome, time_s=elapsed))
+        if in_github_actions():
+            sys.stdout.flush()
+            for line in github_annotations(outcome):
+                typer.echo(line)
+            summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+            if summary_file:
+                with Path(summary_file).open("a", encoding="utf-8") as handle:
+                    handle.write(github_summary(outcome))
+        return outcome.exit_code
+
+    code = run_command(body)
+    sys.stdout.flush()
+    raise typer.Exit(code=code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gate")(gate_command)

@@ -1,0 +1,89 @@
+"""``collapse-probe watch``: follow a training folder, audit each checkpoint once it is complete."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .audit import Method, Network
+from .common import run_command, stdout_console
+
+__all__ = ["register", "JSONL_NAME"]
+
+#: The trend file (one audited checkpoint per line) ``watch`` appends to inside ``--out``.
+JSONL_NAME = "trend.jsonl"
+
+
+def watch_command(
+    folder: Path = typer.Argument(..., metavar="DIR", help="The training output folder to follow."),
+    interval: float = typer.Option(60.0, "--interval", metavar="SECONDS", help="Seconds between polls."),
+    settle: float = typer.Option(0.0, "--settle", metavar="SECONDS",
+                                 help="Extra seconds a file must stay unchanged before it is read."),
+    out: Path = typer.Option(Path("collapse-probe-trend"), "--out",
+                             help="Folder for trend.jsonl (appended) and, on exit, trend.png/csv/json."),
+    eps: Optional[list[float]] = typer.Option(
+        None, "--eps", help="Distance threshold on unit vectors (repeatable). "
+        "Default sweep: 0.025 0.05 0.1 0.25 0.5."),
+    cosine: Optional[list[float]] = typer.Option(
+        None, "--cosine", help="Cosine threshold (repeatable); cos = 1 - eps^2/2."),
+    method: Method = typer.Option(Method.components, "--method",
+                                  help="components: single linkage at eps; greedy: eps-net in index order."),
+    network: Network = typer.Option(Network.teacher, "--network", help="Which network's head to read."),
+    format: Optional[str] = typer.Option(None, "--format", help="Checkpoint format; auto-detected by default."),  # noqa: A002
+    key: Optional[str] = typer.Option(None, "--key", help="Explicit key path of the prototype tensor."),
+    trust_checkpoint: bool = typer.Option(
+        False, "--trust-checkpoint",
+        help="Allow arbitrary pickled code in the files. Only for files from a source you trust."),
+    max_polls: Optional[int] = typer.Option(None, "--max-polls", hidden=True,
+                                            help="Stop after this many polls (for scripts and tests)."),
+) -> None:
+    """Follow a training output folder and audit each new checkpoint once it is completely written.
+
+    A file is read when its size is unchanged across two polls and it loads; a half-written
+    file is retried later. Stop with Ctrl-C: a summary is printed and the exit code is 0.
+    """
+
+    def body() -> int:
+        from ..trend import Watcher
+        from ..trend.terminal import render_trend
+        from .trend import write_trend_outputs
+
+        console = stdout_console()
+
+        def on_event(event) -> None:  # noqa: ANN001 - WatchEvent, imported lazily
+            if event.kind in ("audited", "failed"):
+                label = "audited" if event.kind == "audited" else "FAILED"
+                console.print(f"{label} {event.path}: {event.message}", highlight=False)
+                sys.stdout.flush()
+
+        watcher = Watcher(folder, jsonl=out / JSONL_NAME, eps=eps or None, cosine=cosine or None,
+                          method=method.value, network=network.value, format=format, key=key,
+                          trust=trust_checkpoint, interval=interval, settle_s=settle,
+                          on_event=on_event)
+        console.print(f"watching {folder} every {interval:g} s (Ctrl-C to stop); trend: "
+                      f"{out / JSONL_NAME}", highlight=False)
+        summary = watcher.run(max_polls=max_polls)
+        console.print(f"{'interrupted' if summary.interrupted else 'stopped'} after "
+                      f"{summary.polls} polls: {len(summary.audited)} checkpoints audited, "
+                      f"{len(summary.pending)} pending, {len(summary.failed)} failed.",
+                      highlight=False)
+        for path in summary.pending:
+            console.print(f"pending (not complete or not readable yet): {path}", highlight=False)
+        for path, reason in summary.failed:
+            console.print(f"failed: {path}: {reason}", highlight=False)
+        if summary.report.entries:
+            console.print(render_trend(summary.report))
+            written = write_trend_outputs(summary.report, out)
+            console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+        return 0
+
+    code = run_command(body)
+    sys.stdout.flush()
+    raise typer.Exit(code=code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("watch")(watch_command)

@@ -1,0 +1,93 @@
+"""``trend``: audit every checkpoint of a training run, in epoch order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .._version import __version__
+from ..thresholds import resolve_thresholds
+from ..types import METHODS
+from ..validation import fail
+from .model import TrendEntry, TrendHead, TrendReport
+from .ordering import RunCheckpoint, expand_inputs, locate, order_checkpoints, read_epoch
+
+__all__ = ["trend", "audit_entry"]
+
+log = logging.getLogger(__name__)
+
+
+def audit_entry(
+    checkpoint: RunCheckpoint,
+    *,
+    eps: tuple[float, ...],
+    method: str,
+    network: str,
+    format: str | None = None,  # noqa: A002 - the CLI option's name
+    key: str | None = None,
+    trust: bool = False,
+) -> TrendEntry:
+    """Audit one checkpoint of a run at thresholds ``eps`` and keep only the numbers.
+
+    The prototypes themselves (K x D per head) are dropped, so a long run fits in memory.
+    """
+    from ..audit import audit
+
+    stat = checkpoint.path.stat()
+    report = audit(checkpoint.path, eps=eps, method=method, network=network, format=format,
+                   key=key, trust=trust)
+    heads = tuple(
+        TrendHead(name=head.name, num_prototypes=head.num_prototypes,
+                  eps=tuple(r.eps for r in head.results), unique=tuple(r.unique for r in head.results))
+        for c in report.checkpoints for head in c.heads
+    )
+    return TrendEntry(path=str(checkpoint.path), epoch=checkpoint.epoch,
+                      epoch_source=checkpoint.epoch_source, heads=heads,
+                      size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+
+
+def trend(
+    paths: Path | str | Iterable[Path | str],
+    *,
+    eps: float | Iterable[float] | None = None,
+    cosine: float | Iterable[float] | None = None,
+    method: str = "components",
+    network: str = "teacher",
+    format: str | None = None,  # noqa: A002
+    key: str | None = None,
+    trust: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> TrendReport:
+    """Audit the checkpoints of one run in epoch order.
+
+    Args:
+        paths: checkpoint files and/or training output folders (a folder stands for its
+            ``*.pth`` / ``*.pt`` / ``*.pth.tar`` / ``*.ckpt`` files).
+        eps, cosine: thresholds, as for :func:`collapse_probe.audit` (default sweep when neither).
+        method, network, format, key, trust: as for :func:`collapse_probe.audit`.
+        progress: called with a short status line before each checkpoint is audited.
+
+    Returns:
+        TrendReport, entries ordered by epoch (the checkpoint's ``epoch`` entry, else the
+        number in its name; ``checkpoint.pth`` last on ties; unknown epochs in given order).
+
+    Raises:
+        CheckpointError / InputError: a file cannot be read or holds no prototypes.
+    """
+    if method not in METHODS:
+        raise fail("method", expected=" or ".join(repr(m) for m in METHODS), got=repr(method))
+    thresholds = resolve_thresholds(eps, cosine)
+    eps_values = tuple(t.eps for t in thresholds)
+    items = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    files = expand_inputs(items)
+    located = [locate(f, epoch_entry=read_epoch(f, trust=trust)) for f in files]
+    entries = []
+    for checkpoint in order_checkpoints(located):
+        if progress is not None:
+            progress(f"auditing {checkpoint.path}")
+        log.info("trend: auditing %s (epoch %s)", checkpoint.path, checkpoint.epoch)
+        entries.append(audit_entry(checkpoint, eps=eps_values, method=method, network=network,
+                                   format=format, key=key, trust=trust))
+    return TrendReport(entries=tuple(entries), thresholds=thresholds, method=method,
+                       network=network, tool_version=__version__)

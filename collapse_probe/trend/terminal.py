@@ -1,0 +1,40 @@
+"""Terminal rendering of a TrendReport: one row per checkpoint x head, one column per threshold."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .model import TrendReport
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["render_trend"]
+
+
+def render_trend(report: TrendReport, *, title: str = "prototype utilization over training") -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title=f"{title}  [dim]({report.method}, {report.network})[/dim]",
+                  title_justify="left")
+    table.add_column("epoch", justify="right")
+    table.add_column("checkpoint")
+    table.add_column("head")
+    table.add_column("K", justify="right")
+    for threshold in report.thresholds:
+        table.add_column(f"unique @ eps {threshold.eps:g}", justify="right")
+    for entry in report.entries:
+        epoch = "?" if entry.epoch is None else str(entry.epoch)
+        if entry.epoch_source == "name":
+            epoch += " (name)"
+        name = entry.path.replace("\\", "/").rsplit("/", 1)[-1]
+        for i, head in enumerate(entry.heads):
+            cells = []
+            for threshold in report.thresholds:
+                unique = head.unique_at(threshold.eps)
+                cells.append("" if unique is None
+                             else f"{unique} ({100 * unique / head.num_prototypes:.2f} %)")
+            table.add_row(epoch if i == 0 else "", name if i == 0 else "", head.name,
+                          str(head.num_prototypes), *cells,
+                          end_section=i == len(entry.heads) - 1)
+    return table
