@@ -14,7 +14,7 @@ from .common import has_layer, heads_at, lightning_state
 __all__ = ["ADAPTER"]
 
 _MOMENTUM = "momentum_"
-HEADS = (("momentum_head", "momentum_head.last_layer"), ("head", "head.last_layer"))
+HEADS = (("head", "head.last_layer"),)
 
 
 def _detect(state: Mapping[str, Any]) -> bool:
@@ -30,13 +30,15 @@ def _part(state: Mapping[str, Any], network: str) -> dict[str, Any]:
     return part
 
 
-def _select(state: Mapping[str, Any], network: str) -> Selection:
-    return Selection(state=_part(state, network), network=network)
-
-
 def _network_state(state: Mapping[str, Any], network: str) -> dict[str, Any]:
     # The teacher's keys lose their ``momentum_`` so both networks read ``backbone.*`` / ``head.*``.
     return {k.removeprefix(_MOMENTUM): v for k, v in _part(state, network).items()}
+
+
+def _select(state: Mapping[str, Any], network: str) -> Selection:
+    # Reports name the real keys: ``momentum_`` + ``head.last_layer...`` for the teacher.
+    return Selection(state=_network_state(state, network), network=network,
+                     key_prefix=_MOMENTUM if network == "teacher" else "")
 
 
 ADAPTER = Adapter(
