@@ -8,8 +8,10 @@ Ties go to the lowest prototype index. Within a tile ``np.argmax`` returns the f
 across tiles a later tile replaces the running best only when strictly greater. Prototype rows
 that are bit-for-bit identical (exact copies, common in collapsed heads) are scored once and
 the lowest index of each copy set is reported, so exact ties never depend on how BLAS rounds
-different tile shapes. Two *different* prototypes within float32 rounding of each other for a
-sample are not tied in any meaningful sense; either may win.
+different tile shapes. Two *different* rows within float32 rounding of each other for a sample
+(near-exact copies, e.g. weight-norm rows that differ in the last bit after normalisation) are
+decided by the float32 scores and either may win; they are duplicates at any useful eps, so the
+merged (per duplicate group) statistics do not depend on it.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def _head_embed(path: Path, *, fmt: str, network: str, head: str, trust: bool) -
 
     def embed(block: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module.embed(torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))).numpy()
+            return module.embed(torch.from_numpy(np.array(block, dtype=np.float32))).numpy()
 
     return embed, in_dim
 
