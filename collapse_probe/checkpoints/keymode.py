@@ -45,8 +45,25 @@ def resolve_key(flat: Mapping[str, Any], key: str, *, where: str) -> LastLayer:
         return layer
     if wanted in flat:
         return raw_layer(wanted, name=wanted.removesuffix(".weight"))
-    nearby = [k for k in flat if k.startswith(f"{wanted.split('.')[0]}.")][:5]
+    nearby = _nearby(flat, wanted)
     hint = f" Keys nearby: {', '.join(nearby)}." if nearby else ""
     raise NoPrototypesError(
         f"no tensor or last layer at key {key!r} in {where}.{hint} Largest 2-D tensors: "
         f"{largest_matrices(flat) or 'none'}.")
+
+
+def _nearby(flat: Mapping[str, Any], wanted: str, n: int = 5) -> list[str]:
+    """Keys sharing the most leading path parts with ``wanted`` (at least one)."""
+    parts = wanted.split(".")
+
+    def common(key: str) -> int:
+        count = 0
+        for a, b in zip(parts, key.split("."), strict=False):
+            if a != b:
+                break
+            count += 1
+        return count
+
+    scores = {key: common(key) for key in flat}
+    best = max(scores.values(), default=0)
+    return [key for key, score in scores.items() if score == best][:n] if best else []
