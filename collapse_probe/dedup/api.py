@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -11,10 +11,15 @@ from ..thresholds import resolve_thresholds
 from ..types import METHODS, DedupResult, PrototypeSet
 from ..validation import fail
 from .engine import group_labels
+from .search import SimilarityTiles
 
-__all__ = ["deduplicate", "sweep"]
+__all__ = ["deduplicate", "sweep", "DEVICES"]
 
 log = logging.getLogger(__name__)
+
+#: Where the candidate search runs: ``cpu`` (float32 BLAS), ``cuda`` (torch, low precision with a
+#: safe margin), ``auto`` (cuda when torch sees a GPU, else cpu). Labels never depend on it.
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 
 def _unit_rows(vectors: np.ndarray | PrototypeSet) -> np.ndarray:
@@ -23,12 +28,30 @@ def _unit_rows(vectors: np.ndarray | PrototypeSet) -> np.ndarray:
     return PrototypeSet.from_array(vectors).vectors
 
 
+def _tiles_for(device: str, unit: np.ndarray) -> SimilarityTiles | None:
+    if device not in DEVICES:
+        raise fail("device", expected=" or ".join(repr(d) for d in DEVICES), got=repr(device))
+    if device == "cpu":
+        return None
+    from .torch_backend import TorchTiles, cuda_available
+
+    if device == "auto":
+        return TorchTiles(unit, device="cuda") if cuda_available() else None
+    if not cuda_available():
+        raise fail("device", expected="a CUDA GPU visible to torch", got="none",
+                   hint="Use device='cpu' or device='auto'.")
+    return TorchTiles(unit, device="cuda")
+
+
 def sweep(
     vectors: np.ndarray | PrototypeSet,
     *,
     eps: float | Iterable[float] | None = None,
     cosine: float | Iterable[float] | None = None,
     method: str = "components",
+    device: str = "cpu",
+    block_size: int = 2048,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[DedupResult, ...]:
     """Group duplicate prototypes at every threshold in one pass.
 
@@ -38,16 +61,25 @@ def sweep(
         cosine: cosine threshold(s); duplicates when ``cos(a, b) > cosine``.
             With neither, the default sweep (0.025, 0.05, 0.1, 0.25, 0.5).
         method: ``components`` (single linkage, order-free) or ``greedy`` (eps-net in index order).
+        device: ``cpu``, ``cuda`` or ``auto``: where the candidate search runs. Every device gives
+            the same labels (candidates are decided exactly in float64 on the host).
+        block_size: tile size of the search (memory ~ block_size^2 floats); labels do not depend on it.
+        progress: called as ``progress(done, total)`` while the search runs.
 
     Returns:
         One DedupResult per threshold, ascending eps.
     """
     if method not in METHODS:
         raise fail("method", expected=" or ".join(repr(m) for m in METHODS), got=repr(method))
+    if not isinstance(block_size, int) or block_size < 16:
+        raise fail("block_size", expected="an integer >= 16", got=repr(block_size))
     unit = _unit_rows(vectors)
     thresholds = resolve_thresholds(eps, cosine)
-    log.debug("dedup: K=%d D=%d thresholds=%s method=%s", *unit.shape, thresholds, method)
-    labels = group_labels(unit, thresholds, method=method)
+    tiles = _tiles_for(device, unit)
+    log.debug("dedup: K=%d D=%d thresholds=%s method=%s device=%s", *unit.shape, thresholds,
+              method, device)
+    labels = group_labels(unit, thresholds, method=method, block_size=block_size, tiles=tiles,
+                          progress=progress)
     return tuple(DedupResult(eps=t.eps, cosine=t.cosine, method=method, labels=lab)
                  for t, lab in zip(thresholds, labels))
 
@@ -58,9 +90,16 @@ def deduplicate(
     eps: float | None = None,
     cosine: float | None = None,
     method: str = "components",
+    device: str = "cpu",
+    block_size: int = 2048,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DedupResult:
-    """Group duplicate prototypes at one threshold: give exactly one of ``eps`` or ``cosine``."""
+    """Group duplicate prototypes at one threshold: give exactly one of ``eps`` or ``cosine``.
+
+    Keyword options as for :func:`sweep`.
+    """
     if (eps is None) == (cosine is None):
         raise fail("threshold", expected="exactly one of eps or cosine",
                    got=f"eps={eps!r}, cosine={cosine!r}")
-    return sweep(vectors, eps=eps, cosine=cosine, method=method)[0]
+    return sweep(vectors, eps=eps, cosine=cosine, method=method, device=device,
+                 block_size=block_size, progress=progress)[0]

@@ -1,56 +1,107 @@
-"""Blocked exact engine: a float32 candidate pass per row block, decided in float64."""
+"""The exact deduplication engine: cover by balls, search between balls, decide exactly.
+
+1. Leader clustering (:mod:`.nodes`) covers the prototypes with balls, one level per threshold
+   (ascending eps), each level merging the previous one: stars (radius < eps) for components,
+   cliques (radius < eps / 2) for greedy. Collapsed groups become single balls.
+2. Candidate search (:mod:`.search`) between ball representatives, once per run of thresholds
+   that share a cover, at the loosest of them (a sweep on a healthy or tightly collapsed head is
+   a single pass).
+3. Per threshold, components (:mod:`.components`) or the greedy walk (:mod:`.greedy`) decide the
+   remaining pairs with the exact float64 rule of :mod:`.decide`.
+
+Memory: the matrix, its projection (K x 16), a few (K,) arrays, one tile of similarities and the
+candidate pairs between balls.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from ..thresholds import Threshold
-from .decide import CANDIDATE_MARGIN, exact_cosines
-from .labels import canonical_labels, components_from_edges
+from .components import component_labels
+from .decide import DistanceBand, squared_norm_range
+from .greedy import greedy_labels
+from .nodes import Nodes, merge_nodes, singletons
+from .projection import principal_projection
+from .search import NumpyTiles, SimilarityTiles, find_node_pairs
 
-__all__ = ["group_labels"]
+__all__ = ["group_labels", "PROJECTION_DIM"]
+
+log = logging.getLogger(__name__)
+
+#: Principal directions kept for the cheap bound and for clustering.
+PROJECTION_DIM = 16
 
 
 def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, method: str,
-                 block_size: int = 1024) -> list[np.ndarray]:
-    """One (K,) label array per threshold. vectors: (K, D) float32 unit rows."""
+                 block_size: int = 2048, tiles: SimilarityTiles | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 cluster: bool = True) -> list[np.ndarray]:
+    """One (K,) canonical label array per threshold (same order as ``thresholds``).
+
+    Args:
+        vectors: (K, D) float32 unit rows.
+        thresholds: the thresholds, any order.
+        method: ``components`` or ``greedy``.
+        block_size: tile size of the candidate search and block size of the clustering;
+            results do not depend on it.
+        tiles: similarity backend (float32 numpy by default).
+        progress: ``progress(done, total)`` after each tile row of each search.
+        cluster: cover by balls first (True) or search all pairs of prototypes (False); results
+            do not depend on it.
+    """
     num = vectors.shape[0]
-    loosest = min(t.cosine for t in thresholds)
-    rows_all, cols_all, cos_all = [], [], []
-    for start in range(0, num, block_size):
-        block = vectors[start:start + block_size]
-        sims = block @ vectors[: start + block.shape[0]].T  # only j < i: each pair once
-        r, c = np.nonzero(sims > loosest - CANDIDATE_MARGIN)
-        r = r + start
-        keep = c < r
-        r, c = r[keep], c[keep]
-        rows_all.append(r)
-        cols_all.append(c)
-        cos_all.append(exact_cosines(vectors, r, c))
-    rows = np.concatenate(rows_all)
-    cols = np.concatenate(cols_all)
-    cos = np.concatenate(cos_all)
-    out = []
-    for threshold in thresholds:
-        hit = cos > threshold.cosine
-        if method == "components":
-            out.append(components_from_edges(num, rows[hit], cols[hit]))
+    tiles = tiles or NumpyTiles(vectors)
+    norm_range = squared_norm_range(vectors)
+    order = sorted(range(len(thresholds)), key=lambda k: thresholds[k].cosine, reverse=True)
+    bands = [DistanceBand.for_cosine(thresholds[k].cosine, norm_range) for k in order]
+    projection = principal_projection(vectors, PROJECTION_DIM)
+
+    covers: list[Nodes] = []
+    nodes = singletons(num)
+    for band in bands:
+        if cluster:
+            limit = band.sure if method == "components" else band.sure / 2.0
+            nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=block_size)
+        covers.append(nodes)
+    runs = _runs(covers)
+    tile_rows = [-(-covers[run[0]].count // block_size) for run in runs]
+    total, done = sum(tile_rows), 0
+    if progress is not None:
+        progress(0, total)
+
+    out: list[np.ndarray | None] = [None] * len(thresholds)
+    for run, rows in zip(runs, tile_rows):
+        nodes = covers[run[0]]
+        never = max(bands[k].never for k in run)
+        log.debug("dedup: %d balls for %d prototypes, search at distance %.4g", nodes.count, num, never)
+
+        def report(finished: int, base: int = done) -> None:
+            if progress is not None:
+                progress(base + finished, total)
+
+        pairs = find_node_pairs(vectors, nodes, never, norm_range[0], tiles=tiles,
+                                projection=projection, tile_size=block_size, progress=report)
+        done += rows
+        members = nodes.members() if method == "components" else None
+        for k in run:
+            if method == "components":
+                labels = component_labels(vectors, nodes, pairs, bands[k], members)
+            else:
+                labels = greedy_labels(vectors, nodes, pairs, bands[k])
+            out[order[k]] = labels
+    return [labels for labels in out if labels is not None]
+
+
+def _runs(covers: list[Nodes]) -> list[list[int]]:
+    """Consecutive indices whose covers are the same object."""
+    runs: list[list[int]] = []
+    for k, nodes in enumerate(covers):
+        if runs and covers[runs[-1][-1]] is nodes:
+            runs[-1].append(k)
         else:
-            out.append(_greedy(num, rows[hit], cols[hit]))
-    return out
-
-
-def _greedy(num: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Greedy eps-net in index order; a dropped prototype joins its first kept earlier neighbour."""
-    order = np.lexsort((cols, rows))
-    rows, cols = rows[order], cols[order]
-    starts = np.searchsorted(rows, np.arange(num + 1))
-    labels = np.arange(num)
-    kept = np.ones(num, dtype=bool)
-    for i in range(num):
-        earlier = cols[starts[i]:starts[i + 1]]
-        hits = earlier[kept[earlier]]
-        if hits.size:
-            kept[i] = False
-            labels[i] = hits.min()
-    return canonical_labels(labels)
+            runs.append([k])
+    return runs

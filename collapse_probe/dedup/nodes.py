@@ -1,0 +1,168 @@
+"""Leader clustering: cover the prototypes with balls around representatives.
+
+A *node* is a ball: a representative prototype ``rep`` and an upper bound ``radius`` on the
+float64 distance from it to every member. With radius below the threshold's sure distance, every
+member is an exact duplicate of its representative (a *star*: connected); with radius below half
+of it, every two members are duplicates (a *clique*). On a collapsed head a few thousand balls
+cover 65536 prototypes, so later passes work on representatives instead of all pairs.
+
+Clustering is a heuristic (which representative a node joins is found in a cheap projected
+space), but every radius is an exact float64 bound, so results never depend on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decide import exact_distances
+
+__all__ = ["Nodes", "singletons", "merge_nodes"]
+
+#: Stop founding new representatives after this many consecutive blocks where most nodes found
+#: no ball: the head is not collapsed there and the cost would only grow.
+_PATIENCE = 2
+_MIN_YIELD = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class Nodes:
+    """A cover of K prototypes by N balls.
+
+    Attributes:
+        rep: (N,) int64, the representative prototype of each node, ascending.
+        radius: (N,) float64, an upper bound on the distance from rep to each member.
+        node_of: (K,) int64, the node of each prototype.
+    """
+
+    rep: np.ndarray
+    radius: np.ndarray
+    node_of: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.rep.size)
+
+    def members(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, starts): prototypes sorted by node; node n owns order[starts[n]:starts[n+1]]."""
+        order = np.argsort(self.node_of, kind="stable")
+        starts = np.searchsorted(self.node_of[order], np.arange(self.count + 1))
+        return order, starts
+
+
+def singletons(num: int) -> Nodes:
+    """Every prototype its own node (radius 0)."""
+    index = np.arange(num, dtype=np.int64)
+    return Nodes(rep=index, radius=np.zeros(num), node_of=index.copy())
+
+
+def merge_nodes(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: float, *,
+                block_size: int = 2048, max_leaders: int = 8192) -> Nodes:
+    """Merge nodes into balls of radius < ``limit`` around leaders (greedy, in rep order).
+
+    Args:
+        vectors: (K, D) float32 unit rows.
+        coords: (K, m) float32 projected rows (distances there never exceed true distances).
+        nodes: the current cover; each node joins a leader p when
+            ``d(rep, p) + radius < limit`` (exact float64), so the merged ball is a valid bound.
+        limit: the new radius bound.
+        block_size: nodes handled per vectorised step.
+        max_leaders: leaders founded at most (bounds the cost on heads that are not collapsed).
+
+    Returns:
+        A new cover, or ``nodes`` itself when nothing merged.
+    """
+    count = nodes.count
+    if count < 2 or limit <= 0.0:
+        return nodes
+    parent = np.full(count, -1, dtype=np.int64)      # leader node of each node
+    offset = np.zeros(count, dtype=np.float64)        # d(rep, leader rep) + radius
+    leaders: list[int] = []
+    leader_coords = np.empty((0, coords.shape[1]), dtype=np.float32)
+    # squared projected distance below limit^2 is necessary for a true distance below limit.
+    limit_sq = limit * limit
+    founding, quiet = True, 0
+    for start in range(0, count, block_size):
+        block = np.arange(start, min(start + block_size, count))
+        block_coords = coords[nodes.rep[block]]
+        if leaders:
+            _join_existing(vectors, nodes, block, block_coords, leader_coords, np.asarray(leaders),
+                           limit, limit_sq, parent, offset)
+        joined_before = int(np.count_nonzero(parent[block] >= 0))
+        founded = []
+        if founding:
+            founded = _found_in_block(vectors, nodes, block, block_coords, limit, limit_sq,
+                                      parent, offset)
+            leaders.extend(founded)
+            leader_coords = np.concatenate([leader_coords, coords[nodes.rep[founded]]])
+            if len(leaders) >= max_leaders:
+                founding = False
+        followers = int(np.count_nonzero(parent[block] >= 0)) - joined_before - len(founded)
+        gained = joined_before + followers
+        quiet = quiet + 1 if gained < _MIN_YIELD * block.size else 0
+        if quiet >= _PATIENCE:
+            break
+    alone = parent < 0
+    parent[alone] = np.flatnonzero(alone)
+    offset[alone] = nodes.radius[alone]
+    if np.all(parent == np.arange(count)):
+        return nodes
+    # Renumber leaders in rep order; reps of leaders are reps of nodes, so stay ascending.
+    leader_ids, new_index = np.unique(parent, return_inverse=True)
+    radius = np.zeros(leader_ids.size)
+    np.maximum.at(radius, new_index, offset)
+    return Nodes(rep=nodes.rep[leader_ids], radius=radius, node_of=new_index[nodes.node_of])
+
+
+def _join_existing(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_coords: np.ndarray,
+                   leader_coords: np.ndarray, leaders: np.ndarray, limit: float, limit_sq: float,
+                   parent: np.ndarray, offset: np.ndarray) -> None:
+    """Join each node of the block to its nearest leader (projected), if exactly close enough."""
+    sims = block_coords @ leader_coords.T
+    best = np.argmax(sims, axis=1)
+    best_sim = sims[np.arange(block.size), best]
+    proj_sq = (np.einsum("ij,ij->i", block_coords, block_coords)
+               + np.einsum("ij,ij->i", leader_coords[best], leader_coords[best]) - 2.0 * best_sim)
+    near = proj_sq < limit_sq * 1.0001 + 1e-5
+    cand = block[near]
+    if cand.size == 0:
+        return
+    lead = leaders[best[near]]
+    dist = exact_distances(vectors, nodes.rep[cand], nodes.rep[lead]) + nodes.radius[cand]
+    ok = dist < limit
+    parent[cand[ok]] = lead[ok]
+    offset[cand[ok]] = dist[ok]
+
+
+def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_coords: np.ndarray,
+                    limit: float, limit_sq: float, parent: np.ndarray, offset: np.ndarray) -> list[int]:
+    """Leader clustering among the block's unassigned nodes, in order; returns new leaders."""
+    free = np.flatnonzero(parent[block] < 0)
+    if free.size == 0:
+        return []
+    local = block_coords[free]
+    norms = np.einsum("ij,ij->i", local, local)
+    sq = norms[:, None] + norms[None, :] - 2.0 * (local @ local.T)
+    close = sq < limit_sq * 1.0001 + 1e-5
+    taken = np.zeros(free.size, dtype=bool)
+    founded = []
+    for i in range(free.size):
+        if taken[i]:
+            continue
+        taken[i] = True
+        leader = int(block[free[i]])
+        founded.append(leader)
+        parent[leader] = leader
+        offset[leader] = nodes.radius[leader]
+        cand = np.flatnonzero(close[i, i + 1:] & ~taken[i + 1:]) + i + 1
+        if cand.size == 0:
+            continue
+        ids = block[free[cand]]
+        dist = exact_distances(vectors, nodes.rep[ids], np.full(ids.size, nodes.rep[leader])) \
+            + nodes.radius[ids]
+        ok = dist < limit
+        taken[cand[ok]] = True
+        parent[ids[ok]] = leader
+        offset[ids[ok]] = dist[ok]
+    return founded

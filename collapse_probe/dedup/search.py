@@ -1,0 +1,134 @@
+"""Candidate search between nodes: which balls may hold a duplicate pair across them.
+
+Two balls (rep a, radius R_a) and (rep b, radius R_b) can only hold a pair closer than ``never``
+if ``d(a, b) < never + R_a + R_b`` (triangle inequality). The search runs over tiles of
+representatives: an optional projected upper bound (:mod:`.projection`) rules tiles and rows out
+cheaply, a float32 (or lower precision, see :mod:`.torch_backend`) product proposes candidates
+with a safety margin, and float64 distances of the candidates decide which pairs are kept.
+Memory: one tile of similarities at a time plus the candidate pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decide import exact_distances, similarity_margin
+from .nodes import Nodes
+from .projection import Projection
+
+__all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "find_node_pairs"]
+
+#: Use the projected bound when it leaves fewer than this fraction of a sampled tile's rows.
+_PREFILTER_MAX_SURVIVORS = 0.05
+
+
+@dataclass(frozen=True)
+class NodePairs:
+    """Candidate node pairs a < b with the exact float64 distance of their representatives."""
+
+    a: np.ndarray
+    b: np.ndarray
+    dist: np.ndarray
+
+
+class SimilarityTiles:
+    """Proposes candidate pairs between two tiles of representatives.
+
+    ``pairs(rows, cols, threshold)`` returns local indices (i, j) of every pair whose exact
+    cosine may exceed ``threshold``: all pairs with cosine > threshold must be returned; a few
+    more are harmless. ``rows``/``cols`` are index arrays into the vectors.
+    """
+
+    def pairs(self, rows: np.ndarray, cols: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        raise TypeError(f"{type(self).__name__} must implement pairs()")
+
+
+class NumpyTiles(SimilarityTiles):
+    """float32 BLAS products on the host."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+        self.margin = similarity_margin(vectors.shape[1])
+
+    def pairs(self, rows: np.ndarray, cols: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        sims = self.vectors[rows] @ self.vectors[cols].T
+        return np.nonzero(sims > threshold - self.margin)
+
+
+def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: float, *,
+                    tiles: SimilarityTiles, projection: Projection | None, tile_size: int = 2048,
+                    progress: Callable[[int], None] | None = None) -> NodePairs:
+    """All node pairs (a < b) with ``d(rep_a, rep_b) < never + R_a + R_b``.
+
+    Args:
+        vectors: (K, D) float32 unit rows.
+        nodes: the cover whose representatives are searched.
+        never: distance beyond which no two prototypes are duplicates (the loosest threshold).
+        norm_min: the smallest squared row norm (rows are unit up to rounding).
+        tiles: the similarity backend.
+        projection: projected rows for the cheap upper bound, or None to skip it.
+        tile_size: representatives per tile.
+        progress: called with the number of tile rows finished so far.
+    """
+    reps = nodes.rep
+    radius = nodes.radius
+    count = reps.size
+    starts = list(range(0, count, tile_size))
+    max_radius = np.array([radius[s:s + tile_size].max() for s in starts])
+    use_projection = projection is not None and _projection_helps(
+        projection, reps, radius, never, norm_min, tile_size)
+    found_a, found_b = [], []
+    for ti, si in enumerate(starts):
+        rows = np.arange(si, min(si + tile_size, count))
+        for tj in range(ti, len(starts)):
+            sj = starts[tj]
+            cols = np.arange(sj, min(sj + tile_size, count))
+            reach = never + max_radius[ti] + max_radius[tj]
+            # cos(a, b) > norm_min - reach^2 / 2 whenever d(a, b) < reach.
+            threshold = norm_min - reach * reach / 2.0
+            local_rows = rows
+            if use_projection:
+                local_rows = _projected_survivors(projection, reps, rows, cols, threshold)
+                if local_rows.size == 0:
+                    continue
+            i, j = tiles.pairs(reps[local_rows], reps[cols], threshold)
+            a, b = local_rows[i], cols[j]
+            keep = a < b
+            found_a.append(a[keep])
+            found_b.append(b[keep])
+        if progress is not None:
+            progress(ti + 1)
+    a = np.concatenate(found_a) if found_a else np.empty(0, dtype=np.int64)
+    b = np.concatenate(found_b) if found_b else np.empty(0, dtype=np.int64)
+    dist = exact_distances(vectors, reps[a], reps[b])
+    keep = dist - radius[a] - radius[b] < never
+    return NodePairs(a=a[keep].astype(np.int64), b=b[keep].astype(np.int64), dist=dist[keep])
+
+
+def _projected_survivors(projection: Projection, reps: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                         threshold: float) -> np.ndarray:
+    """Rows of the tile whose projected upper bound reaches ``threshold`` for some column."""
+    pa = projection.coords[reps[rows]]
+    pb = projection.coords[reps[cols]]
+    bound = pa @ pb.T
+    bound += np.outer(projection.residual[reps[rows]], projection.residual[reps[cols]])
+    hit = bound.max(axis=1) > threshold - projection.margin
+    return rows[hit]
+
+
+def _projection_helps(projection: Projection, reps: np.ndarray, radius: np.ndarray, never: float,
+                      norm_min: float, tile_size: int) -> bool:
+    """Whether the projected bound rules out most rows of a sample tile pair."""
+    count = reps.size
+    if count <= 2 * tile_size:
+        return False
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(count, tile_size, replace=False))
+    cols = np.sort(rng.choice(count, tile_size, replace=False))
+    reach = never + 2.0 * float(radius.max())
+    threshold = norm_min - reach * reach / 2.0
+    survivors = _projected_survivors(projection, reps, rows, cols, threshold)
+    return survivors.size < _PREFILTER_MAX_SURVIVORS * tile_size

@@ -1,0 +1,294 @@
+"""Exactness of the deduplication engine against a dense float64 oracle written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import connected_components
+
+from collapse_probe.dedup import deduplicate, sweep
+from collapse_probe.dedup.engine import group_labels
+from collapse_probe.dedup.labels import canonical_labels
+from collapse_probe.dedup.search import NumpyTiles
+from collapse_probe.errors import InputError
+from collapse_probe.thresholds import Threshold, resolve_thresholds
+from collapse_probe.types import PrototypeSet
+
+EPS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+
+
+# ---------------------------------------------------------------- oracle
+def oracle(unit: np.ndarray, cosine: float, method: str) -> np.ndarray:
+    """Dense float64 cosines, scipy components, and the greedy walk, written out in full."""
+    x = unit.astype(np.float64)
+    dup = x @ x.T > cosine
+    np.fill_diagonal(dup, False)
+    if method == "components":
+        _, labels = connected_components(dup, directed=False)
+        return canonical_labels(labels)
+    num = unit.shape[0]
+    kept = np.zeros(num, dtype=bool)
+    labels = np.arange(num)
+    for i in range(num):
+        earlier = np.flatnonzero(dup[i, :i] & kept[:i])
+        if earlier.size:
+            labels[i] = earlier.min()
+        else:
+            kept[i] = True
+    return canonical_labels(labels)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return PrototypeSet.from_array(matrix).vectors
+
+
+# ---------------------------------------------------------------- structured inputs
+def random_directions(rng: np.random.Generator, num: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((num, dim))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def collapsed(rng: np.random.Generator, num: int, dim: int, groups: int) -> np.ndarray:
+    """Skewed groups with per-group noise from exact copies up to beyond the largest eps."""
+    centres = random_directions(rng, groups, dim)
+    sizes = rng.zipf(1.6, size=num) % groups
+    noise = rng.choice([0.0, 1e-4, 2e-3, 8e-3, 3e-2, 0.1], size=groups)
+    step = rng.standard_normal((num, dim)) / np.sqrt(dim)
+    return centres[sizes] + noise[sizes, None] * step
+
+
+def pair_at_cosine(rng: np.random.Generator, dim: int, cos: float) -> np.ndarray:
+    """Two unit vectors with exactly this cosine (up to float rounding)."""
+    a = random_directions(rng, 1, dim)[0]
+    u = rng.standard_normal(dim)
+    u -= (u @ a) * a
+    u /= np.linalg.norm(u)
+    return np.stack([a, cos * a + np.sqrt(1.0 - cos * cos) * u])
+
+
+def boundary_pairs(rng: np.random.Generator, dim: int, eps_values=EPS, margin: float = 1e-5) -> np.ndarray:
+    """For each eps, one pair just inside and one just outside (by ``margin`` in cosine)."""
+    rows = []
+    for eps in eps_values:
+        t = 1.0 - eps * eps / 2.0
+        rows.append(pair_at_cosine(rng, dim, t + margin))
+        rows.append(pair_at_cosine(rng, dim, t - margin))
+    return np.concatenate(rows)
+
+
+def chain(rng: np.random.Generator, dim: int, length: int, step: float) -> np.ndarray:
+    """Points along a great circle, neighbours ``step`` apart (chord)."""
+    a = random_directions(rng, 1, dim)[0]
+    u = rng.standard_normal(dim)
+    u -= (u @ a) * a
+    u /= np.linalg.norm(u)
+    angle = 2.0 * np.arcsin(step / 2.0)
+    t = np.arange(length) * angle
+    return np.cos(t)[:, None] * a + np.sin(t)[:, None] * u
+
+
+def check_all(unit: np.ndarray, eps_values=EPS, **options) -> None:
+    thresholds = resolve_thresholds(eps_values)
+    for method in ("components", "greedy"):
+        got = group_labels(unit, thresholds, method=method, **options)
+        for threshold, labels in zip(thresholds, got):
+            want = oracle(unit, threshold.cosine, method)
+            np.testing.assert_array_equal(labels, want, err_msg=f"{method} eps={threshold.eps}")
+
+
+# ---------------------------------------------------------------- exactness
+@pytest.mark.parametrize("seed", range(4))
+def test_collapsed_heads_match_oracle(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    check_all(unit_rows(collapsed(rng, 1500, 32, groups=40)))
+
+
+def test_exact_duplicates_and_no_duplicates() -> None:
+    rng = np.random.default_rng(10)
+    base = random_directions(rng, 300, 24)
+    copies = base[rng.integers(0, 300, 900)]
+    unit = unit_rows(np.concatenate([base, copies]))
+    check_all(unit)
+    healthy = unit_rows(random_directions(rng, 1200, 64))
+    result = sweep(healthy, eps=EPS)
+    assert [r.unique for r in result] == [1200] * len(EPS)
+    check_all(healthy)
+
+
+def test_one_group_of_everything() -> None:
+    rng = np.random.default_rng(11)
+    centre = random_directions(rng, 1, 48)
+    unit = unit_rows(centre + 1e-4 * rng.standard_normal((2000, 48)) / np.sqrt(48))
+    for method in ("components", "greedy"):
+        assert {r.unique for r in sweep(unit, eps=EPS, method=method)} == {1}
+    check_all(unit[:700])
+
+
+def test_boundary_pairs_just_inside_and_outside() -> None:
+    rng = np.random.default_rng(12)
+    unit = unit_rows(boundary_pairs(rng, 64))
+    check_all(unit)
+    # Each eps: its inside pair joins at that eps, its outside pair does not.
+    for k, eps in enumerate(EPS):
+        labels = deduplicate(unit, eps=eps).labels
+        assert labels[4 * k] == labels[4 * k + 1]
+        assert labels[4 * k + 2] != labels[4 * k + 3]
+
+
+def test_boundary_pairs_inside_collapsed_groups() -> None:
+    rng = np.random.default_rng(13)
+    groups = collapsed(rng, 800, 32, groups=20)
+    unit = unit_rows(np.concatenate([groups, boundary_pairs(rng, 32), groups[:50]]))
+    check_all(unit)
+
+
+def test_chain_separates_components_from_greedy() -> None:
+    rng = np.random.default_rng(14)
+    line = chain(rng, 32, 200, step=0.02)
+    unit = unit_rows(np.concatenate([line, random_directions(rng, 100, 32)]))
+    comps = deduplicate(unit, eps=0.025, method="components")
+    greedy = deduplicate(unit, eps=0.025, method="greedy")
+    assert comps.unique < greedy.unique
+    assert comps.largest_group == 200
+    check_all(unit, eps_values=(0.015, 0.025, 0.05, 0.3))
+    # Shuffled: greedy depends on the index order, components do not.
+    perm = rng.permutation(unit.shape[0])
+    check_all(unit[perm], eps_values=(0.025, 0.05))
+
+
+def test_dense_noisy_group_larger_than_eps() -> None:
+    """Members pairwise ~0.028 apart: no pairs at 0.025, all pairs at 0.05, chains between."""
+    rng = np.random.default_rng(15)
+    centre = random_directions(rng, 1, 128)
+    unit = unit_rows(centre + 0.02 * rng.standard_normal((900, 128)) / np.sqrt(128))
+    check_all(unit, eps_values=(0.02, 0.027, 0.028, 0.029, 0.03, 0.05, 0.1))
+
+
+@pytest.mark.parametrize("block_size", [16, 100, 4096])
+def test_block_size_and_clustering_do_not_change_labels(block_size: int) -> None:
+    rng = np.random.default_rng(16)
+    unit = unit_rows(np.concatenate([collapsed(rng, 1000, 16, groups=25), boundary_pairs(rng, 16)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        reference = group_labels(unit, thresholds, method=method, cluster=False, block_size=512)
+        got = group_labels(unit, thresholds, method=method, block_size=block_size)
+        for threshold, want, labels in zip(thresholds, reference, got):
+            np.testing.assert_array_equal(labels, want, err_msg=f"{method} eps={threshold.eps}")
+        np.testing.assert_array_equal(reference[2], oracle(unit, thresholds[2].cosine, method))
+
+
+def test_sweep_equals_individual_calls_and_any_threshold_order() -> None:
+    rng = np.random.default_rng(17)
+    unit = unit_rows(collapsed(rng, 1200, 32, groups=30))
+    for method in ("components", "greedy"):
+        swept = sweep(unit, eps=EPS, method=method)
+        assert [r.eps for r in swept] == sorted(EPS)
+        for result in swept:
+            single = deduplicate(unit, eps=result.eps, method=method)
+            np.testing.assert_array_equal(result.labels, single.labels)
+            assert result.method == method
+    reverse = group_labels(unit, tuple(Threshold.from_eps(e) for e in EPS[::-1]), method="components")
+    forward = group_labels(unit, tuple(Threshold.from_eps(e) for e in EPS), method="components")
+    for a, b in zip(reverse, forward[::-1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cosine_spelling_and_unnormalised_rows() -> None:
+    rng = np.random.default_rng(18)
+    raw = collapsed(rng, 600, 16, groups=12) * rng.uniform(0.5, 3.0, size=(600, 1))
+    by_eps = deduplicate(raw, eps=0.1)
+    by_cos = deduplicate(raw, cosine=1 - 0.1 ** 2 / 2)
+    np.testing.assert_array_equal(by_eps.labels, by_cos.labels)
+    np.testing.assert_array_equal(by_eps.labels, oracle(unit_rows(raw), by_eps.cosine, "components"))
+
+
+# ---------------------------------------------------------------- scale and memory
+def test_sixty_five_thousand_exact_copies_are_one_group() -> None:
+    rng = np.random.default_rng(19)
+    one = rng.standard_normal((1, 16)).astype(np.float32)
+    matrix = np.repeat(one, 65536, axis=0)
+    for method in ("components", "greedy"):
+        result = deduplicate(matrix, eps=0.025, method=method)
+        assert result.unique == 1
+        assert result.largest_group == 65536
+
+
+def test_large_collapsed_head_counts_agree_with_blocked_oracle() -> None:
+    """K = 20000: compare unique counts with a blocked float64 oracle (no dense K x K)."""
+    rng = np.random.default_rng(20)
+    centres = random_directions(rng, 300, 32)
+    owner = rng.integers(0, 300, 20000)
+    unit = unit_rows(centres[owner] + 1e-3 * rng.standard_normal((20000, 32)) / np.sqrt(32))
+    result = deduplicate(unit, eps=0.025)
+    assert result.unique == np.unique(owner).size
+    # Labels equal the planted grouping (groups are 1e-3 wide, 1.4 apart).
+    np.testing.assert_array_equal(result.labels, canonical_labels(owner))
+
+
+# ---------------------------------------------------------------- torch path, devices, progress
+def test_torch_path_on_cpu_matches_numpy() -> None:
+    pytest.importorskip("torch")
+    from collapse_probe.dedup.torch_backend import TorchTiles
+
+    rng = np.random.default_rng(21)
+    unit = unit_rows(np.concatenate([collapsed(rng, 900, 32, groups=20), boundary_pairs(rng, 32),
+                                     random_directions(rng, 300, 32)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        numpy_labels = group_labels(unit, thresholds, method=method, tiles=NumpyTiles(unit),
+                                    block_size=256)
+        for precision in ("bfloat16", "float32"):
+            tiles = TorchTiles(unit, device="cpu", precision=precision)
+            for cluster in (True, False):
+                torch_labels = group_labels(unit, thresholds, method=method, tiles=tiles,
+                                            block_size=256, cluster=cluster)
+                for want, got in zip(numpy_labels, torch_labels):
+                    np.testing.assert_array_equal(got, want)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_cuda_device_matches_cpu() -> None:
+    rng = np.random.default_rng(22)
+    unit = unit_rows(np.concatenate([collapsed(rng, 3000, 64, groups=50), boundary_pairs(rng, 64)]))
+    for method in ("components", "greedy"):
+        cpu = sweep(unit, eps=EPS, method=method, device="cpu")
+        gpu = sweep(unit, eps=EPS, method=method, device="cuda")
+        for a, b in zip(cpu, gpu):
+            np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_auto_device_matches_cpu() -> None:
+    rng = np.random.default_rng(23)
+    unit = unit_rows(collapsed(rng, 500, 16, groups=10))
+    auto = sweep(unit, eps=EPS, device="auto")
+    cpu = sweep(unit, eps=EPS, device="cpu")
+    for a, b in zip(auto, cpu):
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_progress_reports_reach_total() -> None:
+    rng = np.random.default_rng(24)
+    unit = unit_rows(random_directions(rng, 700, 16))
+    calls: list[tuple[int, int]] = []
+    sweep(unit, eps=EPS, block_size=64, progress=lambda done, total: calls.append((done, total)))
+    assert calls[0][0] == 0
+    assert calls[-1][0] == calls[-1][1] > 0
+    assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
+
+
+@pytest.mark.parametrize("options, word", [
+    ({"device": "tpu"}, "device"),
+    ({"method": "kmeans"}, "method"),
+    ({"block_size": 3}, "block_size"),
+])
+def test_bad_options_raise_input_error(options: dict, word: str) -> None:
+    with pytest.raises(InputError, match=word):
+        sweep(np.eye(4), eps=0.1, **options)
