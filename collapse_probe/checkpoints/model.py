@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -110,3 +110,15 @@ class CheckpointInfo:
     other_keys: tuple[str, ...] = ()
     extras: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data (paths as strings, tuples as lists)."""
+        return {
+            "path": str(self.path), "format": self.format, "network": self.network,
+            "size_bytes": self.size_bytes,
+            "heads": [{**asdict(h), "source_keys": list(h.source_keys),
+                       "shared_with": list(h.shared_with)} for h in self.heads],
+            "other_keys": list(self.other_keys),
+            "extras": {name: list(shape) for name, shape in self.extras.items()},
+            "notes": list(self.notes),
+        }

@@ -1,0 +1,80 @@
+"""``collapse-probe inspect``: what a checkpoint holds (format, heads, shapes, forms); computes nothing else."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from .common import run_command, stdout_console
+from .options import CacheDir, Format, Key, Network, NetworkOption, Trust
+
+__all__ = ["register", "render_info"]
+
+
+def inspect_command(
+    source: str = typer.Argument(..., metavar="PATH_OR_NAME",
+                                 help="A checkpoint file, a zoo name or a bundled example name."),
+    format: Format = None,  # noqa: A002
+    network: NetworkOption = Network.teacher,
+    key: Key = None,
+    trust_checkpoint: Trust = False,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    cache_dir: CacheDir = None,
+) -> None:
+    """Show the prototype heads a checkpoint holds: K, D, keys, weight-norm form, norm range."""
+
+    def body() -> None:
+        from ..checkpoints import inspect_checkpoint
+        from ..sources import resolve_source
+
+        path = resolve_source(source, cache_dir=cache_dir)
+        info = inspect_checkpoint(path, format=format, network=network.value, key=key,
+                                  trust=trust_checkpoint)
+        if as_json:
+            typer.echo(json.dumps(info.to_dict(), indent=2))
+            return
+        console = stdout_console()
+        for renderable in render_info(info):
+            console.print(renderable)
+
+    run_command(body)
+
+
+def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported lazily
+    """Rich renderables for a CheckpointInfo: a title line, the heads table, what else is there."""
+    from rich.table import Table
+    from rich.text import Text
+
+    network = info.network or "-"
+    title = Text.assemble((str(info.path), "bold"), f"  format {info.format}, network {network}, ",
+                          _size(info.size_bytes))
+    table = Table(show_edge=False, header_style="bold")
+    for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("form", "left"),
+                            ("g all ones", "left"), ("norm range", "left"), ("shared with", "left"),
+                            ("source keys", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for head in info.heads:
+        gain = "-" if head.gain_all_ones is None else ("yes" if head.gain_all_ones else "no")
+        table.add_row(head.name, str(head.num_prototypes), str(head.dim), head.form, gain,
+                      f"{head.norm_min:.4g} .. {head.norm_max:.4g}",
+                      ", ".join(head.shared_with) or "-", ", ".join(head.source_keys))
+    lines: list = [title, table]
+    if info.extras:
+        lines.append("extras: " + ", ".join(f"{n} {tuple(s)}" for n, s in info.extras.items()))
+    if info.other_keys:
+        lines.append("other keys: " + ", ".join(info.other_keys))
+    lines.extend(f"note: {note}" for note in info.notes)
+    return lines
+
+
+def _size(num_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if num_bytes < 1000 or unit == "GB":
+            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+        num_bytes /= 1000  # type: ignore[assignment]
+    return ""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect_command)

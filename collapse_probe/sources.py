@@ -1,0 +1,42 @@
+"""What a user may name as a checkpoint: a path, a bundled example, or a zoo name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import CheckpointError
+
+__all__ = ["resolve_source"]
+
+
+def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
+                   progress: bool = True) -> Path:
+    """The local file ``text`` stands for.
+
+    In order: an existing path is itself; a bundled example name (``collapse_probe.examples``)
+    is its generated file; a zoo name is downloaded once into the cache (see
+    :func:`collapse_probe.zoo.fetch`).
+
+    Raises:
+        CheckpointError: nothing by that name; a path-like text (with a suffix or a slash)
+            that does not exist is reported as a missing file.
+        DownloadError: a zoo download failed.
+    """
+    if isinstance(text, Path):
+        if text.exists():
+            return text
+        raise CheckpointError(f"no such file: {text}")
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    from . import examples, zoo
+
+    if text in examples.EXAMPLE_NAMES:
+        return examples.example_path(text, cache=cache_dir)
+
+    if text in zoo.ZOO:
+        return zoo.fetch(text, cache_dir=cache_dir, progress=progress)
+    if path.suffix or "/" in text or "\\" in text:
+        raise CheckpointError(f"no such file: {text}")
+    raise CheckpointError(f"no such file, example or zoo name: {text} (see `collapse-probe zoo list`)")
+
