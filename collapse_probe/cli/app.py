@@ -24,6 +24,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "watch",
     "log",
     "gate",
+    "inspect",
+    "zoo",
 )
 
 
