@@ -11,6 +11,7 @@ import numpy as np
 from ._version import __version__
 from .dedup import sweep
 from .report.model import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
+from .report.neighbours import nearest_neighbour_similarity
 from .report.verdicts import VerdictPolicy, judge
 from .thresholds import GATE_EPS, Threshold, resolve_thresholds
 from .types import METHODS, PrototypeSet
@@ -81,8 +82,11 @@ def audit(
             if progress is not None:
                 progress(f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})")
             results = sweep(head, eps=eps_values, method=method)
-            verdict = judge(head, results, policy=verdict_policy, method=method)
-            heads.append(HeadAudit(prototypes=head, results=results, verdict=verdict))
+            neighbours = nearest_neighbour_similarity(
+                head, seed=(verdict_policy or VerdictPolicy()).seed)
+            verdict = judge(head, results, policy=verdict_policy, neighbours=neighbours, method=method)
+            heads.append(HeadAudit(prototypes=head, results=results, verdict=verdict,
+                                   neighbours=neighbours))
         audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,
                                       format=checkpoint.format, network=checkpoint.network,
                                       sha256=checkpoint.sha256, heads=tuple(heads),

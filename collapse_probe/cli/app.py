@@ -19,6 +19,7 @@ app = typer.Typer(
 # Each module defines ``register(app)``; modules import heavy libraries only inside commands.
 _COMMAND_MODULES: tuple[str, ...] = (
     "audit",
+    "report",
     "usage",
     "trend",
     "watch",
@@ -26,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "gate",
     "inspect",
     "zoo",
+    "finetune",
 )
 
 

@@ -3,55 +3,36 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
-from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .common import atomic_write, run_command, stderr_console, stdout_console
+from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
+                      GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
+                      Quiet, Sources, Trust, verdict_policy)
 
-__all__ = ["register"]
-
-
-class Method(str, Enum):
-    components = "components"
-    greedy = "greedy"
-
-
-class Network(str, Enum):
-    teacher = "teacher"
-    student = "student"
+__all__ = ["register", "Method", "Network"]
 
 
 def audit_command(
-    sources: Optional[list[str]] = typer.Argument(
-        None, metavar="PATH_OR_ZOO_NAME...",
-        help="Checkpoint files, zoo names (see `zoo list`) or bundled example names."),
-    example: bool = typer.Option(False, "--example",
-                                 help="Audit the bundled example checkpoints (no download)."),
-    eps: Optional[list[float]] = typer.Option(
-        None, "--eps", help="Distance threshold on unit vectors (repeatable). "
-        "Default sweep: 0.025 0.05 0.1 0.25 0.5."),
-    cosine: Optional[list[float]] = typer.Option(
-        None, "--cosine", help="Cosine threshold (repeatable); cos = 1 - eps^2/2."),
-    method: Method = typer.Option(Method.components, "--method",
-                                  help="components: single linkage at eps; greedy: eps-net in index order."),
-    network: Network = typer.Option(Network.teacher, "--network", help="Which network's head to read."),
-    format: Optional[str] = typer.Option(None, "--format", help="Checkpoint format; auto-detected by default."),  # noqa: A002
-    key: Optional[str] = typer.Option(None, "--key", help="Explicit key path of the prototype tensor."),
+    sources: Sources = None,
+    example: Example = False,
+    eps: Eps = None,
+    cosine: Cosine = None,
+    method: MethodOption = Method.components,
+    network: NetworkOption = Network.teacher,
+    format: Format = None,  # noqa: A002
+    key: Key = None,
     json_out: Optional[str] = typer.Option(None, "--json", metavar="FILE|-",
                                            help="Write the JSON report to FILE, or - for stdout."),
-    fail_under: Optional[float] = typer.Option(
-        None, "--fail-under", metavar="FRACTION",
-        help="Exit 1 unless every head's utilization at --gate-eps reaches FRACTION."),
-    gate_eps: float = typer.Option(0.025, "--gate-eps", help="Distance threshold of the gate."),
-    trust_checkpoint: bool = typer.Option(
-        False, "--trust-checkpoint",
-        help="Allow arbitrary pickled code in the file. Only for files from a source you trust."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="COLLAPSE_PROBE_CACHE",
-                                             help="Where zoo downloads and examples are kept."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+    fail_under: FailUnder = None,
+    gate_eps: GateEps = 0.025,
+    healthy_floor: HealthyFloor = 0.5,
+    collapsed_max_unique: CollapsedMaxUnique = 10,
+    trust_checkpoint: Trust = False,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
 ) -> None:
     """Count unique prototypes in every head of every checkpoint, at every threshold."""
 
@@ -77,7 +58,10 @@ def audit_command(
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,
                            fail_under=fail_under, gate_eps=gate_eps, cache_dir=cache_dir,
-                           progress=(status.update if status is not None else None))
+                           progress=(status.update if status is not None else None),
+                           verdict_policy=verdict_policy(healthy_floor=healthy_floor,
+                                                         collapsed_max_unique=collapsed_max_unique,
+                                                         gate_eps=gate_eps))
         finally:
             if status is not None:
                 status.stop()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..thresholds import Threshold
 from ..types import DedupResult, PrototypeSet
+from .neighbours import NeighbourSimilarity
 from .verdicts import Verdict
 
 __all__ = ["HeadAudit", "CheckpointAudit", "GateFailure", "GateResult", "AuditReport"]
@@ -15,12 +16,14 @@ __all__ = ["HeadAudit", "CheckpointAudit", "GateFailure", "GateResult", "AuditRe
 class HeadAudit:
     """One head of one checkpoint: its prototypes and one DedupResult per threshold (ascending eps).
 
-    ``verdict`` is the one-word hint of :mod:`collapse_probe.report.verdicts` (None when not judged).
+    ``verdict`` is the one-word hint of :mod:`collapse_probe.report.verdicts` (None when not judged);
+    ``neighbours`` the nearest-neighbour similarities it was judged on (reused by the figures).
     """
 
     prototypes: PrototypeSet
     results: tuple[DedupResult, ...]
     verdict: Verdict | None = None
+    neighbours: NeighbourSimilarity | None = None
 
     @property
     def name(self) -> str:

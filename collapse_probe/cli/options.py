@@ -1,0 +1,68 @@
+"""Options shared by the commands that read checkpoints (``audit``, ``report``), defined once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = [
+    "Method", "Network", "Sources", "Example", "Eps", "Cosine", "MethodOption", "NetworkOption",
+    "Format", "Key", "FailUnder", "GateEps", "Trust", "CacheDir", "Quiet", "HealthyFloor",
+    "CollapsedMaxUnique", "verdict_policy",
+]
+
+
+class Method(str, Enum):
+    components = "components"
+    greedy = "greedy"
+
+
+class Network(str, Enum):
+    teacher = "teacher"
+    student = "student"
+
+
+Sources = Annotated[Optional[list[str]], typer.Argument(
+    metavar="PATH_OR_ZOO_NAME...",
+    help="Checkpoint files, zoo names (see `zoo list`) or bundled example names.")]
+Example = Annotated[bool, typer.Option(
+    "--example", help="Use the bundled example checkpoints (no download).")]
+Eps = Annotated[Optional[list[float]], typer.Option(
+    "--eps", help="Distance threshold on unit vectors (repeatable). "
+    "Default sweep: 0.025 0.05 0.1 0.25 0.5.")]
+Cosine = Annotated[Optional[list[float]], typer.Option(
+    "--cosine", help="Cosine threshold (repeatable); cos = 1 - eps^2/2.")]
+MethodOption = Annotated[Method, typer.Option(
+    "--method", help="components: single linkage at eps; greedy: eps-net in index order.")]
+NetworkOption = Annotated[Network, typer.Option("--network", help="Which network's head to read.")]
+Format = Annotated[Optional[str], typer.Option(
+    "--format", help="Checkpoint format; auto-detected by default.")]
+Key = Annotated[Optional[str], typer.Option(
+    "--key", help="Explicit key path of the prototype tensor.")]
+FailUnder = Annotated[Optional[float], typer.Option(
+    "--fail-under", metavar="FRACTION",
+    help="Exit 1 unless every head's utilization at --gate-eps reaches FRACTION.")]
+GateEps = Annotated[float, typer.Option("--gate-eps", help="Distance threshold of the gate.")]
+Trust = Annotated[bool, typer.Option(
+    "--trust-checkpoint",
+    help="Allow arbitrary pickled code in the file. Only for files from a source you trust.")]
+CacheDir = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", envvar="COLLAPSE_PROBE_CACHE", help="Where zoo downloads and examples are kept.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress messages.")]
+HealthyFloor = Annotated[float, typer.Option(
+    "--healthy-floor", metavar="FRACTION",
+    help="Verdict: utilization at the gate eps below FRACTION is partial-collapse (default 0.5).")]
+CollapsedMaxUnique = Annotated[int, typer.Option(
+    "--collapsed-max-unique", metavar="N",
+    help="Verdict: at most N unique prototypes at the gate eps is collapsed (default 10).")]
+
+
+def verdict_policy(*, healthy_floor: float, collapsed_max_unique: int, gate_eps: float):  # noqa: ANN201
+    """The VerdictPolicy the verdict options describe (read at the gate's eps)."""
+    from ..report.verdicts import VerdictPolicy
+
+    return VerdictPolicy(eps=gate_eps, healthy_floor=healthy_floor,
+                         collapsed_max_unique=collapsed_max_unique)

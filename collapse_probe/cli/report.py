@@ -1,0 +1,98 @@
+"""``collapse-probe report``: an audit written as a folder of HTML, Markdown, JSON, CSV and figures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from .common import run_command, stderr_console, stdout_console
+from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
+                      GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
+                      Quiet, Sources, Trust, verdict_policy)
+
+__all__ = ["register"]
+
+
+def report_command(
+    sources: Sources = None,
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Report folder: report.html, report.md, report.json, heads.csv "
+                             "and every figure as PNG and SVG. Created if missing; files of the "
+                             "same names in it are replaced, nothing else."),
+    example: Example = False,
+    eps: Eps = None,
+    cosine: Cosine = None,
+    method: MethodOption = Method.components,
+    network: NetworkOption = Network.teacher,
+    format: Format = None,  # noqa: A002
+    key: Key = None,
+    fail_under: FailUnder = None,
+    gate_eps: GateEps = 0.025,
+    healthy_floor: HealthyFloor = 0.5,
+    collapsed_max_unique: CollapsedMaxUnique = 10,
+    trust_checkpoint: Trust = False,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Audit checkpoints and write a self-contained report folder (HTML opens offline).
+
+    Exit 0: written (and the gate, if any, passed); 1: written, but the gate failed;
+    2: a usage or input error, and nothing written.
+    """
+
+    def body() -> int:
+        from ..audit import audit
+        from ..examples import EXAMPLE_NAMES
+        from ..report.writer import write_report
+        from ..validation import fail
+
+        names = list(sources or [])
+        if example:
+            names += [n for n in EXAMPLE_NAMES if n not in names]
+        if not names:
+            raise fail("checkpoint", expected="at least one path or zoo name", got="none",
+                       hint="Try `collapse-probe report --example --out report`.")
+        if out.exists() and not out.is_dir():
+            raise fail("--out", expected="a folder", got=f"the file {out}",
+                       hint="Choose a new or existing folder.")
+        policy = verdict_policy(healthy_floor=healthy_floor,
+                                collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
+        err = stderr_console()
+        status = err.status("auditing") if (not quiet and err.is_terminal) else None
+        if status is not None:
+            status.start()
+        try:
+            report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
+                           network=network.value, format=format, key=key, trust=trust_checkpoint,
+                           fail_under=fail_under, gate_eps=gate_eps, cache_dir=cache_dir,
+                           progress=(status.update if status is not None else None),
+                           verdict_policy=policy)
+            if status is not None:
+                status.update("writing the report")
+            paths = write_report(report, out)
+        finally:
+            if status is not None:
+                status.stop()
+        console = stdout_console()
+        for checkpoint in report.checkpoints:
+            for head in checkpoint.heads:
+                if head.verdict is not None:
+                    console.print(f"{checkpoint.source} / {head.name}: {head.verdict.label}",
+                                  highlight=False, markup=False)
+        console.print(f"wrote {len(paths)} files to {out} (open {out / 'report.html'})",
+                      highlight=False, markup=False)
+        gate = report.gate
+        if gate is not None:
+            console.print(f"gate {'PASSED' if gate.passed else 'FAILED'}", highlight=False,
+                          markup=False)
+        return 1 if gate is not None and not gate.passed else 0
+
+    code = run_command(body)
+    sys.stdout.flush()
+    raise typer.Exit(code=code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)

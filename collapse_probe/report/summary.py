@@ -1,0 +1,30 @@
+"""Small facts every renderer states the same way: the headline threshold and the method."""
+
+from __future__ import annotations
+
+from ..thresholds import GATE_EPS
+from ..types import DedupResult
+from .model import AuditReport, HeadAudit
+
+__all__ = ["headline_result", "method_sentence"]
+
+
+def headline_result(head: HeadAudit) -> DedupResult:
+    """The result a summary shows: at the verdict's eps, else the gate's (0.025), else the smallest."""
+    wanted = [GATE_EPS]
+    if head.verdict is not None and "eps" in head.verdict.evidence:
+        wanted.insert(0, float(head.verdict.evidence["eps"]))
+    for eps in wanted:
+        for result in head.results:
+            if abs(result.eps - eps) <= 1e-12:
+                return result
+    return head.results[0]
+
+
+def method_sentence(report: AuditReport) -> str:
+    """One sentence: how duplicates were defined and grouped, at which thresholds."""
+    grouping = ("connected components of 'closer than eps' (single linkage)"
+                if report.method == "components" else "a greedy eps-net in index order")
+    eps = ", ".join(f"{t.eps:g}" for t in report.thresholds)
+    return (f"Two prototypes are duplicates when ||a - b|| < eps on unit vectors "
+            f"(cos > 1 - eps^2/2); groups are {grouping}; eps = {eps}.")

@@ -1,0 +1,120 @@
+"""Write a whole report folder at once: HTML, Markdown, JSON, CSV and every figure.
+
+Everything is rendered in memory first, then written into a temporary folder beside the target
+and moved into place: a new folder is renamed in one step; into an existing folder each file is
+replaced atomically (other files there are left alone). An error never leaves a partial report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from ..validation import fail
+from .model import AuditReport
+
+__all__ = ["REPORT_FORMATS", "write_report"]
+
+log = logging.getLogger(__name__)
+
+#: What ``write_report`` can write: report.html, report.md, report.json, heads.csv, and every
+#: figure as <name>.png and <name>.svg.
+REPORT_FORMATS: tuple[str, ...] = ("html", "md", "json", "csv", "png", "svg")
+
+_FILES = {"html": "report.html", "md": "report.md", "json": "report.json", "csv": "heads.csv"}
+
+
+def _render(report: AuditReport, formats: Sequence[str], figures: Sequence | None) -> dict[str, bytes]:
+    """File name -> content, for every requested format."""
+    files: dict[str, bytes] = {}
+    wants_figures = any(f in formats for f in ("html", "png", "svg"))
+    if figures is None and wants_figures:
+        from .figures import report_figures
+
+        figures = report_figures(report)
+    figures = tuple(figures or ())
+    png: dict[str, bytes] = {}
+    if "png" in formats or "html" in formats:
+        from .figures import figure_bytes
+
+        png = {f.name: figure_bytes(f.figure, "png") for f in figures}
+    if "png" in formats:
+        files.update({f"{name}.png": data for name, data in png.items()})
+    if "svg" in formats:
+        from .figures import figure_bytes
+
+        files.update({f"{f.name}.svg": figure_bytes(f.figure, "svg") for f in figures})
+    if "html" in formats:
+        from .html import render_html
+
+        files[_FILES["html"]] = render_html(report, figures, png=png).encode("utf-8")
+    if "md" in formats:
+        from .markdown import render_markdown
+
+        # Markdown links the PNG files, so only when they are written beside it.
+        linked = figures if "png" in formats else ()
+        files[_FILES["md"]] = render_markdown(report, linked).encode("utf-8")
+    if "json" in formats:
+        from .json import report_to_json
+
+        files[_FILES["json"]] = report_to_json(report).encode("utf-8")
+    if "csv" in formats:
+        from .csv import render_csv
+
+        files[_FILES["csv"]] = render_csv(report).encode("utf-8")
+    return files
+
+
+def write_report(
+    report: AuditReport,
+    out_dir: Path | str,
+    *,
+    formats: Iterable[str] = REPORT_FORMATS,
+    figures: Sequence | None = None,
+) -> tuple[Path, ...]:
+    """Write ``report`` into the folder ``out_dir`` (created if missing).
+
+    Args:
+        report: the audit.
+        out_dir: the report folder. Files of the same names in it are replaced; nothing else
+            in it is touched.
+        formats: any of :data:`REPORT_FORMATS` (default all).
+        figures: ReportFigures to use (default :func:`~collapse_probe.report.figures.report_figures`).
+
+    Returns:
+        The paths written, in a fixed order (report files first, then figures by name).
+    """
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in REPORT_FORMATS]
+    if unknown or not formats:
+        raise fail("formats", expected=f"some of {', '.join(REPORT_FORMATS)}",
+                   got=", ".join(unknown) or "none")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: exists and is not a folder; choose a folder path.")
+    files = _render(report, formats, figures)
+    order = [n for n in _FILES.values() if n in files] + sorted(n for n in files if n not in _FILES.values())
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        # mkdtemp makes a private (0700) folder; the report folder gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for name in order:
+            (tmp / name).write_bytes(files[name])
+        if out_dir.is_dir():
+            for name in order:
+                os.replace(tmp / name, out_dir / name)
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("report: %d files in %s", len(order), out_dir)
+    return tuple(out_dir / name for name in order)
