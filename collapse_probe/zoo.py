@@ -23,7 +23,7 @@ from .cache import cache_dir as _cache_root
 from .errors import DownloadError, InputError
 from .hashing import file_sha256
 
-__all__ = ["ZooEntry", "ZOO", "ZOO_NAMES", "get_entry", "zoo_dir", "cached_path", "fetch"]
+__all__ = ["ZooEntry", "ZOO_ENTRIES", "ZOO", "ZOO_NAMES", "get_entry", "zoo_dir", "cached_path", "fetch"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ def _esvit(name: str, arch: str, **kwargs: object) -> ZooEntry:
                     dim=256, url=None, notes=_ESVIT_URL, **kwargs)  # type: ignore[arg-type]
 
 
-ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in (
+#: Every entry, in display order.
+ZOO_ENTRIES: tuple[ZooEntry, ...] = (
     _dino("dino_vits16", "dino_deitsmall16_pretrain", "ViT-S/16", paper_unique=1078,
           notes="weight-norm last layer"),
     _dino("dino_vits8", "dino_deitsmall8_pretrain", "ViT-S/8", notes=_UNVERIFIED_FORM),
@@ -144,7 +145,9 @@ ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in (
     _esvit("esvit_swins14", "Swin-S/14"),
     _esvit("esvit_swinb7", "Swin-B/7"),
     _esvit("esvit_swinb14", "Swin-B/14"),
-)}
+)
+#: name -> entry.
+ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in ZOO_ENTRIES}
 ZOO_NAMES: tuple[str, ...] = tuple(ZOO)
 
 
