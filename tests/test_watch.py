@@ -1,0 +1,167 @@
+"""The watcher: audit each checkpoint once it is completely written, never a half-written one."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from layouts import planted_prototypes, write_dino
+
+from collapse_probe.errors import InputError
+from collapse_probe.trend import Watcher, read_jsonl
+
+K, D = 120, 16
+
+
+def checkpoint_bytes(tmp_path: Path, *, groups: int, epoch: int, seed: int = 0) -> bytes:
+    """The bytes of a DINO checkpoint with ``groups`` duplicate groups and an ``epoch`` entry."""
+    prototypes, _ = planted_prototypes(groups, K // groups, D, seed=seed)
+    scratch = write_dino(tmp_path / f".scratch-{groups}-{epoch}.bin", prototypes=prototypes,
+                         with_optimizer=False)
+    state = torch.load(scratch, weights_only=False)
+    state["epoch"] = epoch
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    scratch.unlink()
+    return buffer.getvalue()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def kinds(events) -> list[tuple[str, str]]:
+    return [(Path(e.path).name, e.kind) for e in events]
+
+
+def test_a_partially_written_file_is_retried_until_complete_then_audited_once(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    data = checkpoint_bytes(tmp_path, groups=10, epoch=1)
+    target = run / "checkpoint0000.pth"
+    target.write_bytes(data[: len(data) // 2])
+    watcher = Watcher(run, jsonl=tmp_path / "out" / "trend.jsonl", eps=[0.025])
+
+    assert kinds(watcher.poll()) == [("checkpoint0000.pth", "new")]
+    # Same size on the second poll, but a half zip does not load: retried, not audited, no crash.
+    events = watcher.poll()
+    assert kinds(events) == [("checkpoint0000.pth", "unreadable")]
+    assert not (tmp_path / "out" / "trend.jsonl").exists()
+    assert kinds(watcher.poll()) == [("checkpoint0000.pth", "unreadable")]
+
+    with target.open("ab") as handle:  # the writer finishes
+        handle.write(data[len(data) // 2:])
+    assert kinds(watcher.poll()) == [("checkpoint0000.pth", "new")]  # changed: wait one more poll
+    events = watcher.poll()
+    assert kinds(events) == [("checkpoint0000.pth", "audited")]
+    (head,) = events[0].entry.heads
+    assert (events[0].entry.epoch, head.name, head.unique, head.num_prototypes) == (1, "head", (10,), K)
+    assert watcher.poll() == []  # audited once
+
+    recorded = read_jsonl(tmp_path / "out" / "trend.jsonl")
+    assert [e.epoch for e in recorded.entries] == [1]
+    assert recorded.entries[0].heads[0].unique == (10,)
+
+
+def test_rewritten_latest_checkpoint_is_audited_again_and_trend_is_in_epoch_order(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    jsonl = tmp_path / "trend.jsonl"
+    watcher = Watcher(run, jsonl=jsonl, eps=[0.025, 0.5])
+    (run / "checkpoint.pth").write_bytes(checkpoint_bytes(tmp_path, groups=40, epoch=1))
+    (run / "log.txt").write_text('{"train_loss": 4.0, "epoch": 0}\n')  # not a checkpoint
+    watcher.poll()
+    assert kinds(watcher.poll()) == [("checkpoint.pth", "audited")]
+
+    (run / "checkpoint0001.pth").write_bytes(checkpoint_bytes(tmp_path, groups=20, epoch=2))
+    latest = checkpoint_bytes(tmp_path, groups=8, epoch=2, seed=5)
+    (run / "checkpoint.pth").write_bytes(latest)
+    os.utime(run / "checkpoint.pth", ns=(10**18, 10**18))  # a new version even on coarse clocks
+    assert sorted(kinds(watcher.poll())) == [("checkpoint.pth", "new"), ("checkpoint0001.pth", "new")]
+    assert sorted(kinds(watcher.poll())) == [("checkpoint.pth", "audited"), ("checkpoint0001.pth", "audited")]
+
+    report = watcher.report()
+    names = [(Path(e.path).name, e.epoch, e.heads[0].unique[0]) for e in report.entries]
+    assert names == [("checkpoint.pth", 1, 40), ("checkpoint0001.pth", 2, 20), ("checkpoint.pth", 2, 8)]
+    assert [t.eps for t in report.thresholds] == [0.025, 0.5]
+    assert len(read_jsonl(jsonl).entries) == 3
+
+
+def test_a_restarted_watcher_does_not_audit_recorded_checkpoints_again(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    jsonl = tmp_path / "trend.jsonl"
+    (run / "checkpoint0000.pth").write_bytes(checkpoint_bytes(tmp_path, groups=12, epoch=1))
+    first = Watcher(run, jsonl=jsonl, eps=0.025, sleep=lambda seconds: None)
+    first.run(max_polls=2)
+    assert len(first.summary().audited) == 1
+    second = Watcher(run, jsonl=jsonl, eps=0.025)
+    second.poll()
+    second.poll()
+    summary = second.summary()
+    assert summary.audited == () and len(summary.report.entries) == 1
+    assert len(read_jsonl(jsonl).entries) == 1
+
+
+def test_run_sleeps_between_polls_and_stops_cleanly_on_ctrl_c(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint0000.pth").write_bytes(checkpoint_bytes(tmp_path, groups=6, epoch=1))
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 3:
+            raise KeyboardInterrupt
+
+    watcher = Watcher(run, eps=0.025, interval=5.0, clock=clock, sleep=sleep)
+    summary = watcher.run()
+    assert summary.interrupted
+    assert clock.sleeps == [5.0, 5.0, 5.0]
+    assert summary.polls == 3
+    assert [e.heads[0].unique for e in summary.audited] == [(6,)]
+    assert summary.pending == () and summary.failed == ()
+
+
+def test_settle_time_uses_the_injected_clock_and_stop_ends_the_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint0000.pth").write_bytes(checkpoint_bytes(tmp_path, groups=6, epoch=1))
+    clock = FakeClock()
+    watcher = Watcher(run, eps=0.025, interval=10.0, settle_s=25.0, clock=clock, sleep=clock.sleep)
+    summary = watcher.run(max_polls=3)  # t = 0 (new), 10 (15 s short), 20 (still short)
+    assert summary.audited == () and summary.pending == (str((run / "checkpoint0000.pth").resolve()),)
+    summary = watcher.run(stop=lambda: len(watcher.summary().audited) == 1)  # t = 30: audited
+    assert len(summary.audited) == 1 and not summary.interrupted
+
+
+def test_a_loadable_file_without_prototypes_fails_once_and_is_not_retried(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"epoch": 3, "model": {"backbone.weight": torch.ones(2, 2)}}, run / "checkpoint0003.pth")
+    watcher = Watcher(run, eps=0.025)
+    watcher.poll()
+    assert kinds(watcher.poll()) == [("checkpoint0003.pth", "failed")]
+    assert watcher.poll() == []
+    assert [Path(p).name for p, _ in watcher.summary().failed] == ["checkpoint0003.pth"]
+
+
+def test_watcher_validates_its_arguments(tmp_path):
+    with pytest.raises(InputError, match="folder"):
+        Watcher(tmp_path / "missing")
+    with pytest.raises(InputError, match="interval"):
+        Watcher(tmp_path, interval=0)
+    with pytest.raises(InputError, match="method"):
+        Watcher(tmp_path, method="average")
