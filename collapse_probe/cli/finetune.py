@@ -1,0 +1,115 @@
+"""``collapse-probe finetune``: repair a collapsed head with the method's objective plus
+KoLeo-Proto on frozen-backbone features; writes a new checkpoint in the same layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..finetune.api import DEFAULT_KOLEO_WEIGHT
+from .common import atomic_write, run_command, stderr_console, stdout_console
+from .options import Format, Trust
+
+__all__ = ["register", "sparkline"]
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 60) -> str:
+    """Values (NaN skipped) as a one-line bar chart of at most ``width`` characters."""
+    finite = [v for v in values if v == v]
+    if not finite:
+        return ""
+    step = max(1, -(-len(finite) // width))
+    points = [sum(finite[i:i + step]) / len(finite[i:i + step]) for i in range(0, len(finite), step)]
+    low, high = min(points), max(points)
+    span = (high - low) or 1.0
+    return "".join(_BARS[min(len(_BARS) - 1, int((p - low) / span * len(_BARS)))] for p in points)
+
+
+def finetune_command(
+    checkpoint: Annotated[Path, typer.Argument(help="The checkpoint to repair (never modified).")],
+    features: Annotated[Path, typer.Option(
+        "--features", help="Backbone features .npy: (N, V, d) with V >= 2 views, or (N, d) "
+                           "(feature-space augmentation: Gaussian noise + feature dropout).")],
+    out: Annotated[Path, typer.Option("--out", help="The new checkpoint (same layout as the input).")],
+    koleo_weight: Annotated[float, typer.Option(
+        "--koleo-weight", help="Lambda of KoLeo-Proto (0: the method's loss alone).")] = DEFAULT_KOLEO_WEIGHT,
+    steps: Annotated[int, typer.Option("--steps", help="Optimisation steps.")] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per step (per process).")] = 256,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 1e-4,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    json_out: Annotated[Optional[str], typer.Option(
+        "--json", metavar="FILE|-", help="Write the numbers as JSON to FILE, or - for stdout.")] = None,
+    format: Format = None,  # noqa: A002
+    head: Annotated[Optional[str], typer.Option(
+        "--head", help="Which head (default: the format's main head, e.g. head, dino_head).")] = None,
+    teacher_momentum: Annotated[float, typer.Option(
+        "--teacher-momentum", help="Start of the teacher EMA momentum (cosine to 1).")] = 0.996,
+    teacher_temp: Annotated[float, typer.Option("--teacher-temp", help="DINO teacher temperature.")] = 0.04,
+    log_every: Annotated[int, typer.Option("--log-every", help="Print the losses every N steps.")] = 50,
+    trust_checkpoint: Trust = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-step lines.")] = False,
+) -> None:
+    """Continue training a checkpoint's prototype head with its objective plus KoLeo-Proto."""
+    # Under torchrun only rank 0 talks.
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+
+    def body() -> None:
+        from ..finetune import finetune
+
+        console = stderr_console() if json_out == "-" else stdout_console()
+
+        def on_log(step: int, curve) -> None:  # noqa: ANN001 - numpy array
+            if quiet or not rank0:
+                return
+            total, method, koleo = curve[-1]
+            console.print(f"step {step + 1:>6}/{steps}  loss {total:9.4f}  method {method:9.4f}  "
+                          f"koleo {koleo:9.4f}", highlight=False)
+
+        result = finetune(checkpoint, features, out=out, koleo_weight=koleo_weight, steps=steps,
+                          batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
+                          head=head, trust=trust_checkpoint, teacher_momentum=teacher_momentum,
+                          teacher_temp=teacher_temp, log_every=log_every, on_log=on_log)
+        if not rank0:
+            return
+        _render(console, result)
+        if json_out is not None:
+            atomic_write(json_out, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    run_command(body)
+    sys.stdout.flush()
+
+
+def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneResult
+    from rich.table import Table
+
+    k = result.num_prototypes
+    table = Table(title=f"{result.format} {result.head}: unique prototypes (of K = {k})")
+    table.add_column("network")
+    table.add_column("eps", justify="right")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for network in result.networks:
+        for eps, before in result.unique_before[network].items():
+            after = result.unique_after[network][eps]
+            table.add_row(network, f"{eps:g}", f"{before} ({before / k:.1%})", f"{after} ({after / k:.1%})")
+    console.print(table)
+    loss = result.loss
+    console.print(f"loss   {sparkline(list(loss[:, 0]))}  {loss[0, 0]:.4f} -> {loss[-1, 0]:.4f}", highlight=False)
+    koleo = [v for v in loss[:, 2] if v == v]
+    if koleo:
+        console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False)
+    console.print(f"wrote {result.out} ({len(result.written_keys)} head tensors changed, "
+                  f"koleo weight {result.settings['koleo_weight']:g}, {result.settings['steps']} steps)",
+                  highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune")(finetune_command)

@@ -1,0 +1,199 @@
+"""finetune on tiny planted collapsed checkpoints: same layout out, only the head changed, more
+unique prototypes with KoLeo-Proto than without, input untouched."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from layouts import planted_prototypes, write_dino, write_ibot, write_msn
+
+from collapse_probe import FinetuneResult, deduplicate, finetune
+from collapse_probe.checkpoints import load_state, read_checkpoint
+from collapse_probe.errors import CollapseProbeError, InputError
+
+FEATURE_DIM = 16  # layouts.VIT_DIM: the tiny ViT's output width
+K, D, GROUPS = 256, 16, 16
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny matrices on a shared 2-core machine: one thread avoids oversubscription.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of nested dicts by dotted path (tensors and plain values alike)."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, Mapping):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def assert_same(a: Any, b: Any, key: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), key
+    else:
+        assert a == b, key
+
+
+def clustered_views(num: int = 256, views: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = 2.0 * rng.standard_normal((32, FEATURE_DIM))
+    labels = rng.integers(0, 32, num)
+    x = centres[labels][:, None, :] + 0.3 * rng.standard_normal((num, views, FEATURE_DIM))
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def collapsed(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("finetune")
+    protos, _ = planted_prototypes(GROUPS, K // GROUPS, D, noise=1e-3, seed=3)
+    return write_dino(folder / "collapsed.pth", prototypes=protos)
+
+
+@pytest.fixture(scope="module")
+def runs(collapsed: Path) -> dict[float, tuple[FinetuneResult, Path, str, str]]:
+    torch.set_num_threads(1)
+    features = clustered_views()
+    out: dict[float, tuple[FinetuneResult, Path, str, str]] = {}
+    for weight in (0.0, 0.1):
+        before = sha256(collapsed)
+        target = collapsed.with_name(f"out_{weight}.pth")
+        result = finetune(collapsed, features, out=target, koleo_weight=weight, steps=120,
+                          batch_size=64, lr=1e-3, teacher_momentum=0.95, seed=1)
+        out[weight] = (result, target, before, sha256(collapsed))
+    return out
+
+
+def test_only_head_tensors_change(collapsed: Path, runs) -> None:
+    result, target, _, _ = runs[0.1]
+    old, new = flat(load_state(collapsed)), flat(load_state(target))
+    assert list(old) == list(new)  # same keys, same order
+    head_keys = {k for k in old if k.startswith(("student.module.head.", "teacher.head."))}
+    assert set(result.written_keys) <= head_keys
+    for key in old:
+        if key not in head_keys:
+            assert_same(old[key], new[key], key)
+    changed = {k for k in head_keys if not torch.equal(old[k], new[k])}
+    # the last layer and the MLP moved in both networks
+    for key in ("teacher.head.last_layer.weight_v", "student.module.head.last_layer.weight_v",
+                "teacher.head.mlp.0.weight", "student.module.head.mlp.4.weight"):
+        assert key in changed
+    # the student's g was all ones (norm_last_layer=True): it stays frozen
+    assert torch.equal(new["student.module.head.last_layer.weight_g"], old["student.module.head.last_layer.weight_g"])
+    assert result.settings["frozen_unit_gain"] is True
+
+
+def test_forms_and_dtypes_are_preserved(collapsed: Path, runs) -> None:
+    _, target, _, _ = runs[0.1]
+    old, new = flat(load_state(collapsed)), flat(load_state(target))
+    for key in old:
+        if isinstance(old[key], torch.Tensor):
+            assert new[key].dtype == old[key].dtype and new[key].shape == old[key].shape, key
+    for network in ("teacher", "student"):
+        assert read_checkpoint(target, network=network).forms == {"head": "weight-norm-old"}
+
+
+def test_koleo_repairs_the_collapsed_head(collapsed: Path, runs) -> None:
+    with_koleo, target, _, _ = runs[0.1]
+    without, target0, _, _ = runs[0.0]
+    assert with_koleo.unique_before["teacher"][0.025] == GROUPS
+    assert with_koleo.unique_after["teacher"][0.025] > with_koleo.unique_before["teacher"][0.025]
+    assert with_koleo.unique_after["teacher"][0.025] > without.unique_after["teacher"][0.025]
+    assert with_koleo.unique_after["student"][0.1] > without.unique_after["student"][0.1]
+    # the file says the same as the result, read back independently
+    (teacher_head,) = read_checkpoint(target).heads
+    assert deduplicate(teacher_head, eps=0.025).unique == with_koleo.unique_after["teacher"][0.025]
+    assert deduplicate(read_checkpoint(target0).heads[0], eps=0.025).unique < \
+        deduplicate(teacher_head, eps=0.025).unique
+    assert with_koleo.loss.shape == (120, 3) and np.isfinite(with_koleo.loss[:, :2]).all()
+    assert with_koleo.loss[-1, 2] < with_koleo.loss[0, 2]  # KoLeo-Proto went down
+
+
+def test_input_file_is_never_modified(runs) -> None:
+    for _, _, before, after in runs.values():
+        assert before == after
+
+
+def test_result_records_settings_and_json(runs) -> None:
+    result, target, _, _ = runs[0.1]
+    data = result.to_dict()
+    assert data["out"] == str(target) and data["objective"] == "dino"
+    assert data["settings"]["koleo_weight"] == 0.1 and data["settings"]["augmentation"] is None
+    assert data["settings"]["center_from_checkpoint"] is True
+    assert data["unique_after"]["teacher"]["0.025"]["unique"] == result.unique_after["teacher"][0.025]
+    assert len(data["loss"]["total"]) == 120
+
+
+def test_new_weight_norm_half_precision_and_2d_features(tmp_path: Path) -> None:
+    protos, _ = planted_prototypes(8, 4, D, seed=4)
+    path = write_dino(tmp_path / "half.pth", prototypes=protos, form="weight-norm-new", dtype=torch.float16)
+    features = clustered_views(64)[:, 0]  # (N, d): augmented views
+    result = finetune(path, features, out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    assert result.settings["augmentation"] == {"num_views": 2, "noise_std": 0.1, "feature_drop": 0.1}
+    old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
+    assert list(old) == list(new)
+    key = "teacher.head.last_layer.parametrizations.weight.original1"
+    assert new[key].dtype == torch.float16 and not torch.equal(new[key], old[key])
+
+
+def test_ibot_shared_head_stays_shared(tmp_path: Path) -> None:
+    protos, _ = planted_prototypes(8, 4, D, seed=5)
+    path = write_ibot(tmp_path / "ibot.pth", prototypes=protos)
+    finetune(path, clustered_views(64), out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    new = flat(load_state(tmp_path / "o.pth"))
+    old = flat(load_state(path))
+    for net in ("teacher.", "student.module."):
+        for leaf in ("weight_g", "weight_v"):
+            a, b = new[f"{net}head.last_layer.{leaf}"], new[f"{net}head.last_layer2.{leaf}"]
+            assert torch.equal(a, b)
+        assert not torch.equal(new[f"{net}head.last_layer2.weight_v"], old[f"{net}head.last_layer2.weight_v"])
+    assert torch.equal(new["ibot_loss.center2"], old["ibot_loss.center2"])
+
+
+def test_msn_prototypes_and_projections(tmp_path: Path) -> None:
+    protos, _ = planted_prototypes(8, 4, D, seed=6)
+    path = write_msn(tmp_path / "msn.pth", prototypes=protos, training=True)
+    result = finetune(path, clustered_views(64), out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    assert result.objective == "msn" and result.networks == ("teacher", "student")
+    old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
+    assert list(old) == list(new)
+    changed = {k for k in old if isinstance(old[k], torch.Tensor) and not torch.equal(old[k], new[k])}
+    assert "prototypes" in changed
+    assert "encoder.module.fc.fc3.weight" in changed and "target_encoder.module.fc.fc3.weight" in changed
+    assert all(k == "prototypes" or ".fc." in k for k in changed)
+    # BatchNorm running statistics are used, never updated
+    assert "target_encoder.module.fc.bn1.running_mean" not in changed
+
+
+def test_errors(collapsed: Path, tmp_path: Path) -> None:
+    good = clustered_views(16)
+    with pytest.raises(InputError, match="2 views"):
+        finetune(collapsed, good[:, :1], out=tmp_path / "o.pth", steps=1)
+    with pytest.raises(InputError, match="input checkpoint"):
+        finetune(collapsed, good, out=collapsed, steps=1)
+    with pytest.raises(InputError, match="does not exist"):
+        finetune(tmp_path / "missing.pth", good, out=tmp_path / "o.pth", steps=1)
+    with pytest.raises(InputError, match="feature dimension"):
+        finetune(collapsed, good[..., :5], out=tmp_path / "o.pth", steps=1)
+    with pytest.raises(InputError, match="koleo_weight"):
+        finetune(collapsed, good, out=tmp_path / "o.pth", koleo_weight=-1.0)
+    with pytest.raises(CollapseProbeError):
+        finetune(collapsed, tmp_path / "nope.npy", out=tmp_path / "o.pth", steps=1)
+    assert not (tmp_path / "o.pth").exists()
