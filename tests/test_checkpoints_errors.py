@@ -166,8 +166,11 @@ def test_forced_format_that_does_not_match(tmp_path, protos):
     path = write_dino(tmp_path / "c.pth", prototypes=protos)
     with pytest.raises(NoPrototypesError, match="looks like a dino checkpoint"):
         read_checkpoint(path, format="dinov2")
-    with pytest.raises(CheckpointError, match="not an MSN checkpoint"):
+    with pytest.raises(NoPrototypesError, match="no msn heads.*looks like a dino checkpoint"):
         read_checkpoint(path, format="msn")
+    torch.save({"weights": {"w": torch.randn(4, 3)}}, tmp_path / "other.pth")
+    with pytest.raises(NoPrototypesError, match="the ibot layout"):
+        read_checkpoint(tmp_path / "other.pth", format="ibot")
 
 
 def test_key_that_does_not_exist_lists_nearby_keys(tmp_path, protos):

@@ -129,6 +129,8 @@ def _read(path: Path, *, format: str | None, network: str, key: str | None,  # n
     adapter = adapter_for(format) if format is not None else detect(obj)
     if adapter is None:
         raise no_prototypes(path, obj)
+    if format is not None and not adapter.detect(obj):
+        raise _no_heads(path, obj, adapter, network)
     log.info("%s: reading as %s (%s)", path, adapter.format, network)
     if key is not None:
         selection = Selection(state=normalise_keys(adapter.network(obj, network)),

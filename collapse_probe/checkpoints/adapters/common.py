@@ -29,10 +29,11 @@ def teacher_student(state: Mapping[str, Any], network: str, *, format: str) -> S
     selected = network_dict(state, network)
     if selected is None:
         present = [n for n in ("teacher", "student") if isinstance(state.get(n), Mapping)]
-        raise CheckpointError(
-            f"this {format} checkpoint has no {network!r} network (it holds "
-            f"{', '.join(present) or 'neither teacher nor student'}): pass --network "
-            f"{present[0] if present else 'teacher'}.")
+        if not present:
+            raise CheckpointError(f"this file has no top-level 'teacher' or 'student' network, so "
+                                  f"it is not a {format} checkpoint.")
+        raise CheckpointError(f"this {format} checkpoint has no {network!r} network (it holds "
+                              f"only {present[0]}): pass --network {present[0]}.")
     return Selection(state=selected, network=network, key_prefix=f"{network}.")
 
 
