@@ -93,6 +93,9 @@ class PrototypeMonitor:
             ``tensorboard`` package is missing.
         tag: TensorBoard scalar prefix.
         koleo_delta: delta of the KoLeo value.
+        koleo_anchors: when set, the KoLeo value is the unbiased estimate over this many random
+            prototypes (their neighbours still searched among all K): ``koleo_anchors / K`` of
+            the cost of the exact value. None: exact, over all K.
         keep_records: how many recent records ``records`` keeps in memory.
 
     Use as a context manager, or call :meth:`close`, to flush TensorBoard.
@@ -108,6 +111,7 @@ class PrototypeMonitor:
         tensorboard_dir: str | Path | None = None,
         tag: str = "prototypes",
         koleo_delta: float = 1e-8,
+        koleo_anchors: int | None = None,
         keep_records: int = 1000,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -121,6 +125,10 @@ class PrototypeMonitor:
         self.path = None if path is None else Path(path)
         self.tag = tag
         self.koleo_delta = float(koleo_delta)
+        if koleo_anchors is not None and (isinstance(koleo_anchors, bool) or not isinstance(koleo_anchors, int)
+                                          or koleo_anchors < 1):
+            raise fail("koleo_anchors", expected="a positive integer or None", got=repr(koleo_anchors))
+        self.koleo_anchors = koleo_anchors
         self.keep_records = int(keep_records)
         self.records: list[dict[str, Any]] = []
         self.warned = False
@@ -161,7 +169,8 @@ class PrototypeMonitor:
         num_prototypes = int(weight.shape[0])
         with torch.no_grad():
             # jitter=0: the value of exact copies is -log(delta), not a randomly shifted one.
-            koleo = float(koleo_proto_loss(weight, delta=self.koleo_delta, jitter=0.0))
+            koleo = float(koleo_proto_loss(weight, delta=self.koleo_delta, jitter=0.0,
+                                           num_anchors=self.koleo_anchors))
             host = weight.detach().float().cpu().numpy()
         dedup = deduplicate(host, eps=self.threshold.eps)
         record: dict[str, Any] = {

@@ -143,3 +143,22 @@ def test_other_errors_exit_2_with_one_line(ckpt, tmp_path):
     assert "no head MLP" in _one_error_line(
         runner.invoke(app, ["usage", str(raw), "--features", str(raw)]))
     assert "head" in _one_error_line(runner.invoke(app, ["usage", str(path), "--head", "nope"]))
+
+
+def test_progress_bar_only_on_a_terminal(ckpt, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import collapse_probe.cli.usage as usage_cli
+
+    path, protos, _, _ = ckpt
+    file = write_array(tmp_path / "z.npy", np.repeat(protos, 3, axis=0))
+    plain = runner.invoke(app, ["usage", str(path), "--features", str(file), "--space", "bottleneck"])
+    assert plain.exit_code == 0 and "assigning samples" not in plain.output
+    screen = io.StringIO()
+    monkeypatch.setattr(usage_cli, "stderr_console",
+                        lambda: Console(file=screen, force_terminal=True, width=100))
+    shown = runner.invoke(app, ["usage", str(path), "--features", str(file), "--space", "bottleneck"])
+    assert shown.exit_code == 0, shown.output
+    assert "assigning samples" in screen.getvalue()

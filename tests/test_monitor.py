@@ -108,11 +108,24 @@ def test_bad_arguments() -> None:
         PrototypeMonitor(every=0)
     with pytest.raises(InputError, match="utilization_floor"):
         PrototypeMonitor(utilization_floor=1.5)
+    with pytest.raises(InputError, match="koleo_anchors"):
+        PrototypeMonitor(koleo_anchors=0)
     monitor = PrototypeMonitor(utilization_floor=None)
     with pytest.raises(InputError, match=r"\(B, 6\)"):
         monitor.update(0, _weights(6, 0), teacher_logits=torch.zeros(4, 5))
     with pytest.raises(InputError, match="prototypes"):
         monitor.update(0, "not a matrix")
+
+
+def test_sampled_koleo_averages_the_anchors_it_draws() -> None:
+    weights = _weights(30, 10)  # K = 40: the 11 copies have KoLeo term -log(delta)
+    exact = PrototypeMonitor(utilization_floor=None).update(0, weights)["koleo"]
+    torch.manual_seed(0)
+    sampled = [PrototypeMonitor(utilization_floor=None, koleo_anchors=8).update(0, weights)["koleo"]
+               for _ in range(60)]
+    assert exact == pytest.approx(_koleo_oracle(weights.numpy().astype(np.float64), 1e-8), rel=1e-5)
+    assert len(set(sampled)) > 1  # a different subset each call
+    assert np.mean(sampled) == pytest.approx(exact, rel=0.15)  # unbiased: the mean converges
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

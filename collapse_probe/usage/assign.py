@@ -97,8 +97,9 @@ def assign(
     if num_samples < 1:
         raise fail("embeddings", expected="at least one sample", got="N = 0")
     keep = _distinct_rows(prototypes)
-    # Transposed once: each tile is then a plain (b, D) @ (D, kb) product.
-    distinct_t = np.ascontiguousarray(prototypes[keep].T)
+    # A transposed view: BLAS reads the (D, kb) column slices of a C-ordered (K, D) matrix as
+    # a transposed operand, so no (D, K) copy is made.
+    distinct_t = (prototypes if keep.size == prototypes.shape[0] else prototypes[keep]).T
     num_distinct = distinct_t.shape[1]
     log.debug("assign: N=%d K=%d (distinct %d) D=%d tiles %dx%d", num_samples, prototypes.shape[0],
               num_distinct, prototypes.shape[1], block_size, prototype_block_size)
