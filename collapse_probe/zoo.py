@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -243,7 +242,7 @@ def _download(url: str, target: Path, *, name: str, filename: str, show: bool) -
     except http.client.HTTPException as exc:  # IncompleteRead: the server closed early
         raise DownloadError(f"downloading {name} was cut short ({type(exc).__name__}): try "
                             f"again, or {manual}.") from None
-    except (TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+    except OSError as exc:  # socket-level: timeouts, resets
         raise DownloadError(f"downloading {name} was interrupted ({exc}): try again, or {manual}.") from None
     if total is not None and received != total:
         raise DownloadError(f"downloading {name} was cut short: got {received} of {total} bytes; "

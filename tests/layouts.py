@@ -506,8 +506,10 @@ def write_sololearn(path: Path | str, *, prototypes: np.ndarray, student: np.nda
     def head(prefix: str, protos: np.ndarray, g: np.ndarray | None, seed: int) -> dict[str, torch.Tensor]:
         gen = _gen(seed)
         bottleneck = np.asarray(protos).shape[1]
-        state = _linear(f"{prefix}.mlp.0", HIDDEN, RESNET_DIM, gen) | _batchnorm(f"{prefix}.mlp.1", HIDDEN, gen)
-        state |= _linear(f"{prefix}.mlp.3", HIDDEN, HIDDEN, gen) | _batchnorm(f"{prefix}.mlp.4", HIDDEN, gen)
+        state = _linear(f"{prefix}.mlp.0", HIDDEN, RESNET_DIM, gen)
+        state |= _batchnorm(f"{prefix}.mlp.1", HIDDEN, gen)
+        state |= _linear(f"{prefix}.mlp.3", HIDDEN, HIDDEN, gen)
+        state |= _batchnorm(f"{prefix}.mlp.4", HIDDEN, gen)
         state |= _linear(f"{prefix}.mlp.6", bottleneck, HIDDEN, gen)
         return state | last_layer_state(f"{prefix}.last_layer", protos, form=form, gains=g, seed=seed)
 
@@ -532,7 +534,8 @@ def write_swav(path: Path | str, *, prototypes: np.ndarray | Sequence[np.ndarray
     gen = _gen(12)
     state = resnet_backbone()
     first = np.asarray(prototypes[0] if isinstance(prototypes, (list, tuple)) else prototypes)
-    state |= _linear("projection_head.0", HIDDEN, RESNET_DIM, gen) | _batchnorm("projection_head.1", HIDDEN, gen)
+    state |= _linear("projection_head.0", HIDDEN, RESNET_DIM, gen)
+    state |= _batchnorm("projection_head.1", HIDDEN, gen)
     state |= _linear("projection_head.3", first.shape[1], HIDDEN, gen)
     if isinstance(prototypes, (list, tuple)):
         for i, protos in enumerate(prototypes):

@@ -1,4 +1,4 @@
-"""``collapse-probe inspect``: what a checkpoint holds (format, heads, shapes, forms); computes nothing else."""
+"""``collapse-probe inspect``: what a checkpoint holds (format, heads, shapes, forms), nothing else."""
 
 from __future__ import annotations
 
