@@ -12,7 +12,7 @@ from html import escape
 
 from .figures import PALETTE, ReportFigure, checkpoint_label, figure_bytes
 from .model import AuditReport, CheckpointAudit, HeadAudit
-from .summary import headline_result, method_sentence
+from .summary import groups_sentence, headline_result, method_sentence
 from .verdicts import VERDICT_NOTE
 
 __all__ = ["render_html", "VERDICT_COLOURS"]
@@ -103,6 +103,7 @@ def _head(head: HeadAudit, figures: Sequence[ReportFigure], png: Mapping[str, by
                    for r in head.results)
     parts.append("<table><thead><tr><th>eps</th><th>cosine &gt;</th><th>unique</th>"
                  f"<th>utilization</th><th>largest group</th></tr></thead><tbody>{rows}</tbody></table>")
+    parts.append(f"<p>{escape(groups_sentence(head))}</p>")
     norms = head.prototypes.norms
     parts.append(f'<p class="hint">Row norms: min {float(norms.min()):.4g}, mean '
                  f"{float(norms.mean()):.4g}, max {float(norms.max()):.4g}.</p>")

@@ -6,13 +6,10 @@ from collections.abc import Sequence
 
 from .figures import ReportFigure, checkpoint_label
 from .model import AuditReport, CheckpointAudit, HeadAudit
-from .summary import headline_result, method_sentence
+from .summary import groups_sentence, headline_result, method_sentence
 from .verdicts import VERDICT_NOTE
 
 __all__ = ["render_markdown"]
-
-#: Largest groups listed per head.
-LISTED_GROUPS = 10
 
 
 def _cell(text: str) -> str:
@@ -62,9 +59,7 @@ def _head(head: HeadAudit, figures: Sequence[ReportFigure]) -> list[str]:
               "|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.eps:g} | {r.cosine:.7g} | {r.unique} | {100 * r.utilization:.2f} % | "
               f"{r.largest_group} |" for r in head.results]
-    result = headline_result(head)
-    sizes = [str(g.size) for g in result.largest_groups(LISTED_GROUPS)]
-    lines += ["", f"Largest groups at eps {result.eps:g} (sizes): {', '.join(sizes)}."]
+    lines += ["", groups_sentence(head)]
     norms = head.prototypes.norms
     lines += ["", f"Row norms: min {float(norms.min()):.4g}, mean {float(norms.mean()):.4g}, "
               f"max {float(norms.max()):.4g}."]

@@ -6,7 +6,10 @@ from ..thresholds import GATE_EPS
 from ..types import DedupResult
 from .model import AuditReport, HeadAudit
 
-__all__ = ["headline_result", "method_sentence"]
+__all__ = ["headline_result", "method_sentence", "groups_sentence", "LISTED_GROUPS"]
+
+#: Largest groups listed per head.
+LISTED_GROUPS = 10
 
 
 def headline_result(head: HeadAudit) -> DedupResult:
@@ -28,3 +31,12 @@ def method_sentence(report: AuditReport) -> str:
     eps = ", ".join(f"{t.eps:g}" for t in report.thresholds)
     return (f"Two prototypes are duplicates when ||a - b|| < eps on unit vectors "
             f"(cos > 1 - eps^2/2); groups are {grouping}; eps = {eps}.")
+
+
+def groups_sentence(head: HeadAudit) -> str:
+    """The largest duplicate groups at the headline threshold, in one sentence."""
+    result = headline_result(head)
+    if result.largest_group == 1:
+        return f"No duplicates at eps {result.eps:g}: every prototype is its own group."
+    sizes = [str(g.size) for g in result.largest_groups(LISTED_GROUPS) if g.size > 1]
+    return f"Largest groups at eps {result.eps:g} (sizes): {', '.join(sizes)}."
