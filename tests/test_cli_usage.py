@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from layouts import planted_prototypes, write_array, write_dino
+from layouts import planted_prototypes, write_array, write_dino, write_ibot
 from typer.testing import CliRunner
 
 from collapse_probe.cli.app import app
@@ -115,6 +115,18 @@ def test_center_proxy_without_features(ckpt):
     np.testing.assert_allclose(data["mass"], expected / expected.sum(), rtol=1e-6)
     table = runner.invoke(app, ["usage", str(path), "--temperature", "0.07"])
     assert table.exit_code == 0 and "PROXY" in table.stdout and "0.07" in table.stdout
+
+
+def test_ibot_patch_head_proxy_uses_center2(tmp_path):
+    protos, _ = planted_prototypes(4, 2, 8, seed=1)
+    patch, _ = planted_prototypes(3, 2, 8, seed=2)
+    path = write_ibot(tmp_path / "ibot.pth", prototypes=protos, patch_prototypes=patch)
+    cls = json.loads(runner.invoke(app, ["usage", str(path), "--json", "-"]).stdout)
+    result = runner.invoke(app, ["usage", str(path), "--head", "head_patch", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert cls["head"] == "head" and cls["num_prototypes"] == 8
+    assert data["head"] == "head_patch" and data["num_prototypes"] == 6 and data["unique"] == 3
 
 
 def test_dimension_mismatch_names_both_dims_and_the_other_space(ckpt, tmp_path):

@@ -128,7 +128,8 @@ def usage_from_checkpoint(
     ckpt = read_checkpoint(path, format=format, network=network, key=key, trust=trust)
     protos = _pick_head(ckpt.heads, head, path)
     if features is None:
-        center = ckpt.extras.get("center")
+        # iBOT keeps the patch head's running mean apart, as center2.
+        center = ckpt.extras.get("center2" if protos.name == "head_patch" else "center")
         if center is None:
             raise InputError(f"{path.name} has no center buffer (only DINO/iBOT training checkpoints "
                              "keep dino_loss/ibot_loss); pass features (--features FILE) to measure usage.")
