@@ -59,8 +59,9 @@ def log_command(
         hidden = 0
         if rows > 0 and len(shown) > rows:
             hidden, shown = len(shown) - rows, shown[-rows:]
-        table = Table(title=f"{log_file}  [dim]({training_log.kind} log, K = {k} from {k_source})[/dim]",
-                      title_justify="left")
+        console.print(f"{log_file}: {training_log.kind} log, {len(training_log.entries)} epochs, "
+                      f"K = {k} from {k_source}", highlight=False)
+        table = Table()
         table.add_column("epoch", justify="right")
         for check in verdict.checks:
             table.add_column(f"{check.loss}", justify="right")

@@ -12,17 +12,20 @@ if TYPE_CHECKING:
 __all__ = ["render_trend"]
 
 
-def render_trend(report: TrendReport, *, title: str = "prototype utilization over training") -> RenderableType:
+def render_trend(report: TrendReport, *,
+                 title: str = "unique prototypes over training, per threshold") -> RenderableType:
+    from rich import box
     from rich.table import Table
 
     table = Table(title=f"{title}  [dim]({report.method}, {report.network})[/dim]",
-                  title_justify="left")
-    table.add_column("epoch", justify="right")
-    table.add_column("checkpoint")
-    table.add_column("head")
-    table.add_column("K", justify="right")
+                  title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), collapse_padding=True, show_edge=False)
+    table.add_column("epoch", justify="right", no_wrap=True)
+    table.add_column("checkpoint", no_wrap=True)
+    table.add_column("head", no_wrap=True)
+    table.add_column("K", justify="right", no_wrap=True)
     for threshold in report.thresholds:
-        table.add_column(f"unique @ eps {threshold.eps:g}", justify="right")
+        table.add_column(f"eps {threshold.eps:g}", justify="right", no_wrap=True)
     for entry in report.entries:
         epoch = "?" if entry.epoch is None else str(entry.epoch)
         if entry.epoch_source == "name":
@@ -33,8 +36,8 @@ def render_trend(report: TrendReport, *, title: str = "prototype utilization ove
             for threshold in report.thresholds:
                 unique = head.unique_at(threshold.eps)
                 cells.append("" if unique is None
-                             else f"{unique} ({100 * unique / head.num_prototypes:.2f} %)")
+                             else f"{unique} {100 * unique / head.num_prototypes:.3g}%")
             table.add_row(epoch if i == 0 else "", name if i == 0 else "", head.name,
                           str(head.num_prototypes), *cells,
-                          end_section=i == len(entry.heads) - 1)
+                          end_section=len(entry.heads) > 1 and i == len(entry.heads) - 1)
     return table
