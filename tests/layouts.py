@@ -46,6 +46,7 @@ __all__ = [
     "write_sololearn",
     "write_swav",
     "write_backbone_only",
+    "write_extracted",
     "write_array",
     "prefixed",
 ]
@@ -554,6 +555,23 @@ def write_backbone_only(path: Path | str, *, backbone: str = "vit", nest: str | 
     ``checkpoint_teacher.pth``: pass ``nest="state_dict"`` to nest it under one key)."""
     state = resnet_backbone() if backbone == "resnet50" else vit_backbone()
     return _save({nest: state} if nest else state, path)
+
+
+def write_extracted(path: Path | str, source: Path | str, *, network: str = "teacher",
+                    with_head: bool = True) -> Path:
+    """What iBOT's ``extract_backbone_weights.py`` makes of ``source``: ``{"state_dict": ...}``
+    holding ``network``'s backbone keys without ``backbone.`` / ``module.backbone.``, plus its other
+    keys (the head) when ``with_head`` (the released ``checkpoint_teacher.pth`` files: without)."""
+    full = torch.load(source, map_location="cpu", weights_only=False)
+    extracted: dict[str, torch.Tensor] = {}
+    for key, value in full[network].items():
+        if key.startswith("backbone"):
+            extracted[key[len("backbone."):]] = value
+        elif key.startswith("module.backbone"):
+            extracted[key[len("module.backbone."):]] = value
+        elif with_head:
+            extracted[key] = value
+    return _save({"state_dict": extracted}, path)
 
 
 def write_array(path: Path | str, arrays: np.ndarray | Mapping[str, np.ndarray]) -> Path:

@@ -18,6 +18,7 @@ from layouts import (
     write_dinov2,
     write_dinov3,
     write_esvit,
+    write_extracted,
     write_ibot,
     write_lightly,
     write_msn,
@@ -197,6 +198,26 @@ def test_ibot_read_as_dino_reads_the_cls_head_only(tmp_path, protos, other):
     path = write_ibot(tmp_path / "c.pth", prototypes=protos, patch_prototypes=other)
     checkpoint = read_checkpoint(path, format="dino")
     assert checkpoint.format == "dino" and [h.name for h in checkpoint.heads] == ["head"]
+
+
+@pytest.mark.parametrize("patch", [False, True])
+def test_extracted_ibot_checkpoint_with_head(tmp_path, protos, other, patch):
+    full = write_ibot(tmp_path / "checkpoint.pth", prototypes=protos,
+                      patch_prototypes=other if patch else None)
+    path = write_extracted(tmp_path / "checkpoint_teacher.pth", full, with_head=True)
+    checkpoint = read_checkpoint(path)
+    assert (checkpoint.format, checkpoint.network) == ("ibot", "")
+    assert [h.name for h in checkpoint.heads] == (["head", "head_patch"] if patch else ["head"])
+    _check(checkpoint.heads[0], protos)
+    assert checkpoint.heads[0].source_keys[0] == "state_dict.head.last_layer.weight_g"
+    assert "not recorded" in checkpoint.notes[0]
+
+
+def test_extracted_dino_checkpoint_with_head_is_dino(tmp_path, protos):
+    path = write_extracted(tmp_path / "x.pth", write_dino(tmp_path / "c.pth", prototypes=protos))
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.format == "dino"
+    _check(checkpoint.heads[0], protos)
 
 
 @pytest.mark.parametrize("backbone", ["swin", "resnet50"])
@@ -401,6 +422,15 @@ def test_sha256_is_the_file_digest(tmp_path, protos):
     checkpoint = read_checkpoint(path)
     assert checkpoint.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert checkpoint.sha256 is checkpoint.sha256  # cached
+
+
+@pytest.mark.parametrize("size,chunk", [(0, 7), (1, 7), (7, 7), (1000, 7), (5000, 1 << 20)])
+def test_file_sha256_streams_in_chunks(tmp_path, size, chunk):
+    from collapse_probe.hashing import file_sha256
+
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    (tmp_path / "f.bin").write_bytes(data)
+    assert file_sha256(tmp_path / "f.bin", chunk_size=chunk) == hashlib.sha256(data).hexdigest()
 
 
 def test_inspect_describes_heads_without_computing_duplicates(tmp_path, protos):

@@ -15,6 +15,8 @@ from layouts import (
     write_backbone_only,
     write_dino,
     write_dinov2,
+    write_extracted,
+    write_ibot,
 )
 
 from collapse_probe.checkpoints import load_state, read_checkpoint
@@ -135,6 +137,13 @@ def test_backbone_only_release(tmp_path, nest, backbone):
     with pytest.raises(NoPrototypesError, match="backbone weights only") as exc:
         read_checkpoint(path)
     assert "_full_checkpoint.pth" in _one_line(exc) and "checkpoint.pth" in str(exc.value)
+
+
+def test_released_ibot_teacher_file_is_backbone_only(tmp_path, protos):
+    full = write_ibot(tmp_path / "checkpoint.pth", prototypes=protos)
+    path = write_extracted(tmp_path / "checkpoint_teacher.pth", full, with_head=False)
+    with pytest.raises(NoPrototypesError, match="backbone weights only"):
+        read_checkpoint(path)
 
 
 @pytest.mark.parametrize("name", ["model_0012499.rank_0.pth", "model_final.rank_13.pth"])

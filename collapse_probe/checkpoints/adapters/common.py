@@ -12,8 +12,8 @@ from ..keys import clean_state, is_tensor
 from ..layers import LastLayer, find_last_layer
 from .base import Selection
 
-__all__ = ["teacher_student", "network_dict", "lightning_state", "loss_centers", "heads_at",
-           "has_layer"]
+__all__ = ["teacher_student", "extracted_network", "network_dict", "lightning_state",
+           "loss_centers", "heads_at", "has_layer"]
 
 
 def network_dict(state: Mapping[str, Any], network: str) -> dict[str, Any] | None:
@@ -24,9 +24,31 @@ def network_dict(state: Mapping[str, Any], network: str) -> dict[str, Any] | Non
     return clean_state(value)
 
 
+_EXTRACTED_NOTE = ("an extracted checkpoint (one network under 'state_dict'): which network it "
+                   "was taken from is not recorded")
+
+
+def extracted_network(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The one network of an extracted file (iBOT's ``extract_backbone_weights.py
+    --with_head``: ``{"state_dict": {<backbone keys>, head.*}}``), when it holds a head."""
+    # The script writes exactly one top-level key; Lightning checkpoints (solo-learn, lightly)
+    # hold more next to their ``state_dict``.
+    inner = state.get("state_dict")
+    if list(state) != ["state_dict"] or not isinstance(inner, Mapping):
+        return None
+    flat = clean_state(inner)
+    if any(key.startswith("momentum_") for key in flat):
+        return None
+    return flat if has_layer(flat, "head.last_layer") else None
+
+
 def teacher_student(state: Mapping[str, Any], network: str, *, format: str) -> Selection:  # noqa: A002
-    """Select top-level ``teacher`` / ``student`` (DINO, iBOT, EsViT, DINOv2)."""
+    """Select top-level ``teacher`` / ``student`` (DINO, iBOT, EsViT, DINOv2), or the one
+    network of an extracted ``{"state_dict": ...}`` file."""
     selected = network_dict(state, network)
+    if selected is None and (extracted := extracted_network(state)) is not None:
+        return Selection(state=extracted, network="", key_prefix="state_dict.",
+                         notes=(_EXTRACTED_NOTE,))
     if selected is None:
         present = [n for n in ("teacher", "student") if isinstance(state.get(n), Mapping)]
         if not present:

@@ -7,7 +7,14 @@ from functools import partial
 from typing import Any
 
 from .base import Adapter
-from .common import has_layer, heads_at, loss_centers, network_dict, teacher_student
+from .common import (
+    extracted_network,
+    has_layer,
+    heads_at,
+    loss_centers,
+    network_dict,
+    teacher_student,
+)
 
 __all__ = ["ADAPTER", "first_network"]
 
@@ -15,8 +22,9 @@ HEADS = (("head", "head.last_layer"),)
 
 
 def first_network(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The teacher's (else the student's) cleaned state, for detection."""
-    return network_dict(state, "teacher") or network_dict(state, "student")
+    """The teacher's (else the student's, else an extracted file's) cleaned state, for detection."""
+    return (network_dict(state, "teacher") or network_dict(state, "student")
+            or extracted_network(state))
 
 
 def _detect(state: Mapping[str, Any]) -> bool:

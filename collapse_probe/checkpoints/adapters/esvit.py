@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from .base import Adapter
-from .common import has_layer, heads_at, loss_centers, teacher_student
+from .common import extracted_network, has_layer, heads_at, loss_centers, teacher_student
 from .dino import first_network
 
 __all__ = ["ADAPTER"]
@@ -23,6 +23,8 @@ def _detect(state: Mapping[str, Any]) -> bool:
         return False
     if has_layer(net, "head_dense.last_layer"):
         return True
+    if extracted_network(state) is not None:
+        return False  # extraction strips ``backbone.``: the missing prefix proves nothing
     # A DINO MultiCropWrapper always nests the backbone under ``backbone.``.
     return has_layer(net, "head.last_layer") and not any(
         k.startswith("backbone.") for k in net) and any(not k.startswith("head.") for k in net)
