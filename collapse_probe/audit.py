@@ -12,7 +12,7 @@ from ._version import __version__
 from .dedup import sweep
 from .report.model import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
 from .report.neighbours import nearest_neighbour_similarity
-from .report.verdicts import VerdictPolicy, judge
+from .report.verdicts import VerdictPolicy, judge_head
 from .thresholds import GATE_EPS, Threshold, resolve_thresholds
 from .types import METHODS, PrototypeSet
 from .validation import describe, fail
@@ -84,7 +84,8 @@ def audit(
             results = sweep(head, eps=eps_values, method=method)
             neighbours = nearest_neighbour_similarity(
                 head, seed=(verdict_policy or VerdictPolicy()).seed)
-            verdict = judge(head, results, policy=verdict_policy, neighbours=neighbours, method=method)
+            verdict = judge_head(head, results, policy=verdict_policy, neighbours=neighbours,
+                                 method=method)
             heads.append(HeadAudit(prototypes=head, results=results, verdict=verdict,
                                    neighbours=neighbours))
         audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,

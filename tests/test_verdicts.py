@@ -6,12 +6,12 @@ from report_heads import collapsed_head, healthy_head, partial_head, random_head
 
 from collapse_probe import InputError, PrototypeSet, sweep
 from collapse_probe.report.neighbours import nearest_neighbour_similarity, random_nn_cdf
-from collapse_probe.report.verdicts import VERDICT_LABELS, Verdict, VerdictPolicy, judge
+from collapse_probe.report.verdicts import VERDICT_LABELS, Verdict, VerdictPolicy, judge_head
 
 
 def verdict(weights, **policy):
     head = PrototypeSet.from_array(weights)
-    return judge(head, sweep(head, eps=[0.025, 0.1]), policy=VerdictPolicy(**policy))
+    return judge_head(head, sweep(head, eps=[0.025, 0.1]), policy=VerdictPolicy(**policy))
 
 
 @pytest.mark.parametrize(("weights", "label"), [
@@ -56,7 +56,7 @@ def test_policy_overrides_change_the_verdict():
 
 def test_policy_eps_missing_from_results_is_computed():
     head = PrototypeSet.from_array(partial_head())
-    result = judge(head, sweep(head, eps=[0.5]), policy=VerdictPolicy(eps=0.025))
+    result = judge_head(head, sweep(head, eps=[0.5]), policy=VerdictPolicy(eps=0.025))
     assert result.evidence["eps"] == 0.025 and result.evidence["unique"] == 60
 
 

@@ -30,7 +30,7 @@ from ..types import DedupResult, PrototypeSet
 from ..validation import fail
 from .neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_cdf
 
-__all__ = ["Verdict", "VerdictPolicy", "VERDICT_LABELS", "VERDICT_NOTE", "judge"]
+__all__ = ["Verdict", "VerdictPolicy", "VERDICT_LABELS", "VERDICT_NOTE", "judge_head"]
 
 #: Every label a verdict can have, from worst to best.
 VERDICT_LABELS: tuple[str, ...] = ("collapsed", "untrained", "partial-collapse", "healthy")
@@ -131,7 +131,7 @@ def _round(value: float, digits: int = 6) -> float | None:
     return round(float(value), digits) if math.isfinite(value) else None
 
 
-def judge(
+def judge_head(
     prototypes: PrototypeSet,
     results: Sequence[DedupResult] = (),
     *,
