@@ -323,10 +323,10 @@ def test_sololearn_momentum_head_is_the_teacher(tmp_path, protos, other, form):
     teacher = read_checkpoint(path)
     assert teacher.format == "solo-learn"
     _check(teacher.heads[0], protos, _gains())
-    assert teacher.heads[0].source_keys[0].startswith("momentum_head.last_layer.")
+    assert teacher.heads[0].source_keys[0].startswith("state_dict.momentum_head.last_layer.")
     student = read_checkpoint(path, network="student")
     _check(student.heads[0], other)
-    assert student.heads[0].source_keys[0].startswith("head.last_layer.")
+    assert student.heads[0].source_keys[0].startswith("state_dict.head.last_layer.")
     state = network_state(load_state(path), format="solo-learn", network="teacher")
     assert "head.mlp.6.weight" in state and "backbone.conv1.weight" in state
     assert not any(k.startswith("momentum_") for k in state)
@@ -338,7 +338,9 @@ def test_swav_prototypes(tmp_path, protos, container):
     checkpoint = read_checkpoint(path)
     assert (checkpoint.format, checkpoint.network) == ("swav", "")
     _check(checkpoint.heads[0], protos)
-    assert checkpoint.heads[0].source_keys == ("prototypes.weight",)
+    prefix = "state_dict." if container == "state_dict" else ""
+    assert checkpoint.heads[0].source_keys == (f"{prefix}prototypes.weight",)
+    assert inspect_checkpoint(path).other_keys == (() if container == "bare" else ("epoch", "optimizer"))
 
 
 def test_swav_multiple_prototype_sets(tmp_path, protos, other):

@@ -13,7 +13,7 @@ from .adapters.base import Adapter, Selection
 from .arrays import is_array_like, read_array
 from .diagnose import no_prototypes
 from .keymode import normalise_keys, resolve_key
-from .keys import flatten
+from .keys import flatten, is_tensor
 from .layers import read_layers
 from .loading import load_object
 from .model import FORMATS, NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
@@ -95,9 +95,11 @@ def network_state(state: Mapping[str, Any], *, format: str, network: str) -> dic
         network: ``teacher`` or ``student``.
 
     Returns:
-        ``{key: Tensor}`` with ``module.`` / ``_orig_mod.`` / ``_fsdp_wrapped_module.`` removed
-        as whole leading path parts. solo-learn's teacher keys lose ``momentum_``; MSN returns
-        the encoder (its prototypes are the top-level ``prototypes`` tensor).
+        ``{key: Tensor}`` with wrapper parts removed as whole path parts: any leading run of
+        ``module.`` / ``_orig_mod.`` / ``_fsdp_wrapped_module.``, and the last two (which no
+        model uses as a module name) wherever nested wrapping put them. solo-learn's teacher
+        keys lose ``momentum_``; MSN returns the encoder (its prototypes are the top-level
+        ``prototypes`` tensor).
     """
     check_options(format, network)
     return adapter_for(format).network(state, network)
@@ -108,7 +110,7 @@ def _read(path: Path, *, format: str | None, network: str, key: str | None,  # n
     check_options(format, network)
     obj = load_object(path, trust=trust)
     if is_array_like(obj):
-        if format not in (None, "array"):
+        if format not in (None, "array", "key"):
             raise CheckpointError(f"{path} holds a bare array, not a {format} checkpoint: use "
                                   "--format array (or leave --format out).")
         names = tuple(obj.files) if hasattr(obj, "files") else ()
@@ -118,7 +120,8 @@ def _read(path: Path, *, format: str | None, network: str, key: str | None,  # n
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict or "
                               "a tensor.")
-    top_keys = tuple(str(k) for k in obj)
+    # Top-level entries other than bare tensors: a flat state dict's weights are not "other keys".
+    top_keys = tuple(str(k) for k, v in obj.items() if not is_tensor(v) or k == "prototypes")
     if format == "array":
         raise CheckpointError(f"{path} holds a checkpoint dict, not a bare array: pass --key "
                               "<path> to name the prototypes, or leave --format out.")

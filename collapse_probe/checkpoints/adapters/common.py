@@ -13,7 +13,7 @@ from ..layers import LastLayer, find_last_layer
 from .base import Selection
 
 __all__ = ["teacher_student", "extracted_network", "network_dict", "lightning_state",
-           "loss_centers", "heads_at", "has_layer"]
+           "lightning_prefix", "loss_centers", "heads_at", "has_layer"]
 
 
 def network_dict(state: Mapping[str, Any], network: str) -> dict[str, Any] | None:
@@ -73,6 +73,11 @@ def lightning_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """A Lightning checkpoint's ``state_dict`` (or a bare state dict), cleaned."""
     inner = state.get("state_dict")
     return clean_state(inner if isinstance(inner, Mapping) else state)
+
+
+def lightning_prefix(state: Mapping[str, Any]) -> str:
+    """``"state_dict."`` when :func:`lightning_state` reads a nested ``state_dict``, else ``""``."""
+    return "state_dict." if isinstance(state.get("state_dict"), Mapping) else ""
 
 
 def loss_centers(state: Mapping[str, Any], loss_key: str,

@@ -11,7 +11,7 @@ from typing import Any
 from ...errors import CheckpointError
 from ..layers import LastLayer, find_last_layer
 from .base import Adapter, Selection
-from .common import lightning_state
+from .common import lightning_prefix, lightning_state
 
 __all__ = ["ADAPTER", "head_attrs"]
 
@@ -41,14 +41,16 @@ def _detect(state: Mapping[str, Any]) -> bool:
 def _select(state: Mapping[str, Any], network: str) -> Selection:
     flat = lightning_state(state)
     attrs = head_attrs(flat)
+    prefix = lightning_prefix(state)
     if not any(_role(a) for a in attrs):
-        return Selection(state=flat, network="")
+        return Selection(state=flat, network="", key_prefix=prefix)
     chosen = [a for a in attrs if _role(a) == network]
     if not chosen:
         raise CheckpointError(f"no {network} head among {', '.join(attrs)}: pass --network "
                               f"{_role(attrs[0]) or 'teacher'} or --key <attr>.last_layer.")
     # Keep every key of that role (``teacher_backbone.*`` too), so the network state is whole.
-    return Selection(state={k: v for k, v in flat.items() if _role(k) == network}, network=network)
+    return Selection(state={k: v for k, v in flat.items() if _role(k) == network}, network=network,
+                     key_prefix=prefix)
 
 
 def _heads(state: Mapping[str, Any]) -> tuple[LastLayer, ...]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import CheckpointError
 from .base import Adapter, Selection
-from .common import has_layer, heads_at, lightning_state
+from .common import has_layer, heads_at, lightning_prefix, lightning_state
 
 __all__ = ["ADAPTER"]
 
@@ -37,8 +37,9 @@ def _network_state(state: Mapping[str, Any], network: str) -> dict[str, Any]:
 
 def _select(state: Mapping[str, Any], network: str) -> Selection:
     # Reports name the real keys: ``momentum_`` + ``head.last_layer...`` for the teacher.
+    momentum = _MOMENTUM if network == "teacher" else ""
     return Selection(state=_network_state(state, network), network=network,
-                     key_prefix=_MOMENTUM if network == "teacher" else "")
+                     key_prefix=f"{lightning_prefix(state)}{momentum}")
 
 
 ADAPTER = Adapter(

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..layers import LastLayer, find_last_layer
 from .base import Adapter, Selection
-from .common import lightning_state
+from .common import lightning_prefix, lightning_state
 
 __all__ = ["ADAPTER"]
 
@@ -30,7 +30,7 @@ def _detect(state: Mapping[str, Any]) -> bool:
 
 
 def _select(state: Mapping[str, Any], network: str) -> Selection:
-    return Selection(state=lightning_state(state), network="")
+    return Selection(state=lightning_state(state), network="", key_prefix=lightning_prefix(state))
 
 
 ADAPTER = Adapter(
