@@ -9,7 +9,7 @@ import numpy as np
 
 from ..thresholds import resolve_thresholds
 from ..types import METHODS, DedupResult, PrototypeSet
-from ..validation import fail
+from ..validation import as_prototype_matrix, fail
 from .engine import group_labels
 from .search import SimilarityTiles
 
@@ -22,10 +22,20 @@ log = logging.getLogger(__name__)
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 
-def _unit_rows(vectors: np.ndarray | PrototypeSet) -> np.ndarray:
+def _unit_rows(vectors: np.ndarray | PrototypeSet, *, chunk: int = 65536) -> np.ndarray:
+    """(K, D) float32 unit rows, bit for bit as :meth:`PrototypeSet.from_array` makes them.
+
+    Row by row in chunks, so a 1M x 256 head never needs a 2 GiB float64 copy.
+    """
     if isinstance(vectors, PrototypeSet):
         return vectors.vectors
-    return PrototypeSet.from_array(vectors).vectors
+    matrix = as_prototype_matrix(vectors)
+    unit = np.empty_like(matrix)
+    for start in range(0, matrix.shape[0], chunk):
+        block = matrix[start:start + chunk]
+        norms = np.linalg.norm(block.astype(np.float64), axis=1)
+        unit[start:start + chunk] = (block / norms[:, None]).astype(np.float32)
+    return unit
 
 
 def _tiles_for(device: str, unit: np.ndarray) -> SimilarityTiles | None:

@@ -24,9 +24,9 @@ from ..thresholds import Threshold
 from .components import component_labels
 from .decide import DistanceBand, squared_norm_range
 from .greedy import greedy_labels
-from .nodes import Nodes, merge_nodes, singletons
+from .nodes import Nodes, grid_merge, merge_nodes, singletons
 from .projection import principal_projection
-from .search import NumpyTiles, SimilarityTiles, find_node_pairs
+from .search import NumpyTiles, SimilarityTiles, find_nested_pairs, find_node_pairs
 
 __all__ = ["group_labels", "PROJECTION_DIM"]
 
@@ -58,34 +58,47 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
     norm_range = squared_norm_range(vectors)
     order = sorted(range(len(thresholds)), key=lambda k: thresholds[k].cosine, reverse=True)
     bands = [DistanceBand.for_cosine(thresholds[k].cosine, norm_range) for k in order]
-    projection = principal_projection(vectors, PROJECTION_DIM)
+    projection = principal_projection(vectors, PROJECTION_DIM, norm_max=norm_range[1])
 
     covers: list[Nodes] = []
     nodes = singletons(num)
     for band in bands:
         if cluster:
             limit = band.sure if method == "components" else band.sure / 2.0
+            nodes = grid_merge(vectors, projection.coords, nodes, limit)
             nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=block_size)
         covers.append(nodes)
     runs = _runs(covers)
-    tile_rows = [-(-covers[run[0]].count // block_size) for run in runs]
-    total, done = sum(tile_rows), 0
+    # Loosest run first: a full search over its (fewest) balls; every finer run only compares
+    # balls inside one coarse ball or across a coarse candidate pair.
+    coarsest = covers[runs[-1][0]]
+    total = -(-coarsest.count // block_size) + len(runs) - 1
     if progress is not None:
         progress(0, total)
 
+    def report(finished: int) -> None:
+        if progress is not None:
+            progress(finished, total)
+
     out: list[np.ndarray | None] = [None] * len(thresholds)
-    for run, rows in zip(runs, tile_rows):
+    coarse_nodes: Nodes | None = None
+    coarse_pairs = None
+    done = total - len(runs) + 1
+    for run in reversed(runs):
         nodes = covers[run[0]]
         never = max(bands[k].never for k in run)
         log.debug("dedup: %d balls for %d prototypes, search at distance %.4g", nodes.count, num, never)
-
-        def report(finished: int, base: int = done) -> None:
-            if progress is not None:
-                progress(base + finished, total)
-
-        pairs = find_node_pairs(vectors, nodes, never, norm_range[0], tiles=tiles,
-                                projection=projection, tile_size=block_size, progress=report)
-        done += rows
+        if coarse_nodes is None:
+            pairs = find_node_pairs(vectors, nodes, never, norm_range[0], tiles=tiles,
+                                    projection=projection, tile_size=block_size, progress=report)
+        else:
+            parent = coarse_nodes.node_of[nodes.rep]
+            pairs = find_nested_pairs(vectors, nodes, parent, coarse_pairs, never, norm_range[0],
+                                      tiles=tiles, tile_size=block_size)
+            done += 1
+            report(done)
+        log.debug("dedup: %d candidate ball pairs", pairs.a.size)
+        coarse_nodes, coarse_pairs = nodes, pairs
         members = nodes.members() if method == "components" else None
         for k in run:
             if method == "components":

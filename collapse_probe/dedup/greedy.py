@@ -33,26 +33,34 @@ def greedy_labels(vectors: np.ndarray, nodes: Nodes, pairs: NodePairs, band: Dis
     labels = first[nodes.node_of].copy()
     if a.size == 0:
         return canonical_labels(labels)
-    neighbours: dict[int, list[tuple[int, bool]]] = {}
-    for x, y, c in zip(a.tolist(), b.tolist(), certain.tolist()):
-        neighbours.setdefault(x, []).append((y, c))
-        neighbours.setdefault(y, []).append((x, c))
+    # Adjacency of nodes (CSR), both directions.
+    src = np.concatenate([a, b])
+    dst = np.concatenate([b, a])
+    sure = np.concatenate([certain, certain])
+    order = np.argsort(src, kind="stable")
+    src, dst, sure = src[order], dst[order], sure[order]
+    indptr = np.searchsorted(src, np.arange(nodes.count + 1))
     coupled = np.zeros(nodes.count, dtype=bool)
-    coupled[list(neighbours)] = True
+    coupled[src] = True
     walk = np.flatnonzero(coupled[nodes.node_of])
     kept: dict[int, int] = {}
+    # Kept members of each node's neighbours, ascending (they are appended in walk order).
+    kept_nearby: dict[int, list[tuple[int, bool]]] = {}
     node_of = nodes.node_of
     for i in walk.tolist():
         own = int(node_of[i])
         best = kept.get(own, -1)
-        for other, sure in neighbours[own]:
-            k = kept.get(other, -1)
-            if k < 0 or (0 <= best < k):
-                continue
-            if sure or exact_cosines(vectors, np.array([i]), np.array([k]))[0] > band.cosine:
+        for k, certain_dup in kept_nearby.get(own, ()):
+            if 0 <= best < k:
+                break
+            if certain_dup or exact_cosines(vectors, np.array([i]), np.array([k]))[0] > band.cosine:
                 best = k
+                break
         if best < 0:
             kept[own] = i
             best = i
+            lo, hi = indptr[own], indptr[own + 1]
+            for other, certain_dup in zip(dst[lo:hi].tolist(), sure[lo:hi].tolist()):
+                kept_nearby.setdefault(other, []).append((i, certain_dup))
         labels[i] = best
     return canonical_labels(labels)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decide import exact_distances
+from .decide import exact_distances, row_distances
 
 __all__ = ["Nodes", "singletons", "merge_nodes"]
 
@@ -24,6 +24,8 @@ __all__ = ["Nodes", "singletons", "merge_nodes"]
 #: no ball: the head is not collapsed there and the cost would only grow.
 _PATIENCE = 2
 _MIN_YIELD = 0.25
+#: Above this many projected-close pairs per node, a block is walked leader by leader.
+_DENSE_PAIRS = 8
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,25 +80,37 @@ def merge_nodes(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: fl
         return nodes
     parent = np.full(count, -1, dtype=np.int64)      # leader node of each node
     offset = np.zeros(count, dtype=np.float64)        # d(rep, leader rep) + radius
-    leaders: list[int] = []
+    leaders: list[int] = []          # join targets: leaders with followers, and the newest ones
     leader_coords = np.empty((0, coords.shape[1]), dtype=np.float32)
+    newest: list[int] = []
+    founded_total = 0
     # squared projected distance below limit^2 is necessary for a true distance below limit.
     limit_sq = limit * limit
     founding, quiet = True, 0
     for start in range(0, count, block_size):
         block = np.arange(start, min(start + block_size, count))
         block_coords = coords[nodes.rep[block]]
-        if leaders:
-            _join_existing(vectors, nodes, block, block_coords, leader_coords, np.asarray(leaders),
+        targets = leaders + newest
+        if targets:
+            target_coords = np.concatenate([leader_coords, coords[nodes.rep[newest]]])
+            _join_existing(vectors, nodes, block, block_coords, target_coords, np.asarray(targets),
                            limit, limit_sq, parent, offset)
         joined_before = int(np.count_nonzero(parent[block] >= 0))
         founded = []
         if founding:
             founded = _found_in_block(vectors, nodes, block, block_coords, limit, limit_sq,
                                       parent, offset)
-            leaders.extend(founded)
-            leader_coords = np.concatenate([leader_coords, coords[nodes.rep[founded]]])
-            if len(leaders) >= max_leaders:
+            founded_total += len(founded)
+            # A leader nobody joined in two blocks is most likely alone: stop comparing with it.
+            owners, counts = np.unique(parent[block], return_counts=True)
+            fresh = np.asarray(founded, dtype=np.int64)
+            older = np.asarray(newest, dtype=np.int64)
+            joined = np.isin(fresh, owners[counts > 1])
+            followed = older[np.isin(older, owners)].tolist() + fresh[joined].tolist()
+            newest = fresh[~joined].tolist()
+            leaders.extend(followed)
+            leader_coords = np.concatenate([leader_coords, coords[nodes.rep[followed]]])
+            if founded_total >= max_leaders:
                 founding = False
         followers = int(np.count_nonzero(parent[block] >= 0)) - joined_before - len(founded)
         gained = joined_before + followers
@@ -135,6 +149,30 @@ def _join_existing(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_c
     offset[cand[ok]] = dist[ok]
 
 
+def _found_dense(vectors: np.ndarray, nodes: Nodes, ids: np.ndarray, close: np.ndarray, limit: float,
+                 parent: np.ndarray, offset: np.ndarray) -> list[int]:
+    """Leader walk over nodes ``ids`` with many projected-close pairs: check per leader."""
+    taken = np.zeros(ids.size, dtype=bool)
+    founded = []
+    for i in range(ids.size):
+        if taken[i]:
+            continue
+        taken[i] = True
+        leader = int(ids[i])
+        founded.append(leader)
+        parent[leader] = leader
+        offset[leader] = nodes.radius[leader]
+        cand = np.flatnonzero(close[i, i + 1:] & ~taken[i + 1:]) + i + 1
+        if cand.size == 0:
+            continue
+        dist = row_distances(vectors, nodes.rep[ids[cand]], int(nodes.rep[leader])) + nodes.radius[ids[cand]]
+        ok = dist < limit
+        taken[cand[ok]] = True
+        parent[ids[cand[ok]]] = leader
+        offset[ids[cand[ok]]] = dist[ok]
+    return founded
+
+
 def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_coords: np.ndarray,
                     limit: float, limit_sq: float, parent: np.ndarray, offset: np.ndarray) -> list[int]:
     """Leader clustering among the block's unassigned nodes, in order; returns new leaders."""
@@ -145,24 +183,69 @@ def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_
     norms = np.einsum("ij,ij->i", local, local)
     sq = norms[:, None] + norms[None, :] - 2.0 * (local @ local.T)
     close = sq < limit_sq * 1.0001 + 1e-5
+    np.fill_diagonal(close, False)
+    rows, cols = np.nonzero(np.triu(close, 1))
+    if rows.size > _DENSE_PAIRS * free.size:
+        return _found_dense(vectors, nodes, block[free], close, limit, parent, offset)
+    ids = block[free]
+    # Exact test of every projected-close pair at once; the walk below only reads the answers.
+    dist = exact_distances(vectors, nodes.rep[ids[rows]], nodes.rep[ids[cols]]) + nodes.radius[ids[cols]]
+    ok = dist < limit
+    rows, cols, dist = rows[ok], cols[ok], dist[ok]
+    starts = np.searchsorted(rows, np.arange(free.size + 1))
     taken = np.zeros(free.size, dtype=bool)
     founded = []
     for i in range(free.size):
         if taken[i]:
             continue
         taken[i] = True
-        leader = int(block[free[i]])
+        leader = int(ids[i])
         founded.append(leader)
         parent[leader] = leader
         offset[leader] = nodes.radius[leader]
-        cand = np.flatnonzero(close[i, i + 1:] & ~taken[i + 1:]) + i + 1
-        if cand.size == 0:
+        lo, hi = starts[i], starts[i + 1]
+        if lo == hi:
             continue
-        ids = block[free[cand]]
-        dist = exact_distances(vectors, nodes.rep[ids], np.full(ids.size, nodes.rep[leader])) \
-            + nodes.radius[ids]
-        ok = dist < limit
-        taken[cand[ok]] = True
-        parent[ids[ok]] = leader
-        offset[ids[ok]] = dist[ok]
+        follow = cols[lo:hi]
+        fresh = ~taken[follow]
+        follow = follow[fresh]
+        taken[follow] = True
+        parent[ids[follow]] = leader
+        offset[ids[follow]] = dist[lo:hi][fresh]
     return founded
+
+
+def grid_merge(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: float, *,
+               grid_dims: int = 4, seed: int = 0) -> Nodes:
+    """Merge nodes that share a cell of a grid (side ``limit``) on the first projected coordinates.
+
+    Near-copies land in one cell; the first node of a cell leads it and every other node of the
+    cell joins when ``d(rep, leader rep) + radius < limit`` (exact float64). O(N D), vectorised:
+    it takes the bulk of a collapsed head before the leader pass handles what is left.
+    """
+    count = nodes.count
+    if count < 2 or limit <= 0.0:
+        return nodes
+    dims = min(grid_dims, coords.shape[1])
+    shift = np.random.default_rng(seed).uniform(0.0, limit, size=dims)
+    keys = np.floor((coords[nodes.rep, :dims] + shift) / limit).astype(np.int64)
+    _, cell = np.unique(keys, axis=0, return_inverse=True)
+    cell = cell.reshape(-1)
+    leader_of_cell = np.full(int(cell.max()) + 1, count, dtype=np.int64)
+    np.minimum.at(leader_of_cell, cell, np.arange(count))
+    leader = leader_of_cell[cell]
+    movers = np.flatnonzero(leader != np.arange(count))
+    if movers.size == 0:
+        return nodes
+    dist = exact_distances(vectors, nodes.rep[movers], nodes.rep[leader[movers]]) + nodes.radius[movers]
+    ok = dist < limit
+    if not np.any(ok):
+        return nodes
+    parent = np.arange(count)
+    offset = nodes.radius.copy()
+    parent[movers[ok]] = leader[movers[ok]]
+    offset[movers[ok]] = dist[ok]
+    leader_ids, new_index = np.unique(parent, return_inverse=True)
+    radius = np.zeros(leader_ids.size)
+    np.maximum.at(radius, new_index, offset)
+    return Nodes(rep=nodes.rep[leader_ids], radius=radius, node_of=new_index[nodes.node_of])

@@ -18,6 +18,8 @@ __all__ = ["Projection", "principal_projection"]
 
 #: Rows used to estimate the second-moment matrix (any orthonormal basis keeps the bound valid).
 _SAMPLE_ROWS = 16384
+#: Up to this many rows the projection is the identity.
+_EXACT_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -36,27 +38,44 @@ class Projection:
     margin: float
 
 
-def principal_projection(vectors: np.ndarray, dim: int, *, seed: int = 0,
-                         chunk: int = 65536) -> Projection:
-    """Project (K, D) float32 rows onto their top ``dim`` uncentred principal directions."""
+def principal_projection(vectors: np.ndarray, dim: int, *, norm_max: float = 1.0 + 1e-5,
+                         seed: int = 0, chunk: int = 65536) -> Projection:
+    """Project (K, D) float32 rows onto their top ``dim`` uncentred principal directions.
+
+    ``norm_max`` bounds every row's squared norm.
+    """
     num, full_dim = vectors.shape
     dim = max(1, min(dim, full_dim))
+    if num <= _EXACT_ROWS:
+        # Small heads: the identity basis (nothing to gain from a projection, nothing to factor).
+        coords = np.array(vectors, dtype=np.float32, order="C")
+        residual = np.full(num, np.sqrt(1e-5), dtype=np.float32)
+        return Projection(coords=coords, residual=residual, margin=2.0 * similarity_margin(full_dim))
     if num > _SAMPLE_ROWS:
         rows = np.random.default_rng(seed).choice(num, _SAMPLE_ROWS, replace=False)
         sample = vectors[np.sort(rows)].astype(np.float64)
     else:
         sample = vectors.astype(np.float64)
-    _, eigvec = np.linalg.eigh(sample.T @ sample)
+    _, eigvec = _eigh(sample.T @ sample)
     basis = np.ascontiguousarray(eigvec[:, ::-1][:, :dim]).astype(np.float32)
     coords = np.empty((num, dim), dtype=np.float32)
     residual = np.empty(num, dtype=np.float32)
     for start in range(0, num, chunk):
-        block = vectors[start:start + chunk]
-        proj = block @ basis
+        proj = vectors[start:start + chunk] @ basis
         coords[start:start + chunk] = proj
-        full = np.einsum("ij,ij->i", block.astype(np.float64), block.astype(np.float64))
-        kept = np.einsum("ij,ij->i", proj.astype(np.float64), proj.astype(np.float64))
-        # 1e-5 inside the root absorbs the float32 error of `kept` (the bound only loosens).
-        residual[start:start + chunk] = np.sqrt(np.maximum(full - kept, 0.0) + 1e-5)
+        kept = np.einsum("ij,ij->i", proj, proj)
+        # Rows have squared norm <= norm_max; 1e-5 inside the root absorbs the float32 error
+        # of `kept` (the bound only loosens).
+        residual[start:start + chunk] = np.sqrt(np.maximum(norm_max - kept, 0.0) + 1e-5)
     margin = similarity_margin(full_dim) + similarity_margin(dim) + 1e-5
     return Projection(coords=coords, residual=residual, margin=margin)
+
+
+def _eigh(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric eigendecomposition on one BLAS thread (a small matrix: threads only contend)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return np.linalg.eigh(matrix)
+    with threadpool_limits(limits=1):
+        return np.linalg.eigh(matrix)

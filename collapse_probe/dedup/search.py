@@ -19,10 +19,12 @@ from .decide import exact_distances, similarity_margin
 from .nodes import Nodes
 from .projection import Projection
 
-__all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "find_node_pairs"]
+__all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "find_node_pairs", "find_nested_pairs"]
 
 #: Use the projected bound when it leaves fewer than this fraction of a sampled tile's rows.
 _PREFILTER_MAX_SURVIVORS = 0.05
+#: Child pairs of a coarse pair listed directly, without a product, up to this many.
+_LIST_OUTRIGHT = 64
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,84 @@ def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: f
             found_b.append(b[keep])
         if progress is not None:
             progress(ti + 1)
-    a = np.concatenate(found_a) if found_a else np.empty(0, dtype=np.int64)
-    b = np.concatenate(found_b) if found_b else np.empty(0, dtype=np.int64)
-    dist = exact_distances(vectors, reps[a], reps[b])
-    keep = dist - radius[a] - radius[b] < never
-    return NodePairs(a=a[keep].astype(np.int64), b=b[keep].astype(np.int64), dist=dist[keep])
+    return _decided(vectors, nodes, found_a, found_b, never)
+
+
+def find_nested_pairs(vectors: np.ndarray, nodes: Nodes, parent: np.ndarray, coarse: NodePairs,
+                      never: float, norm_min: float, *, tiles: SimilarityTiles,
+                      tile_size: int = 2048) -> NodePairs:
+    """Like :func:`find_node_pairs`, for a cover nested in a coarser one already searched.
+
+    If balls a and b hold a pair closer than ``never`` (<= the coarse search's distance), their
+    coarse balls A and B are the same ball or a coarse candidate pair: the pair itself puts
+    ``d(rep_A, rep_B) < R_A + never + R_B``. So only children of one coarse ball, and children
+    of coarse candidate pairs, are compared.
+
+    Args:
+        parent: (N,) the coarse ball of each node.
+        coarse: the candidate pairs of the coarse cover (found at a distance >= ``never``).
+    """
+    reps, radius = nodes.rep, nodes.radius
+    order = np.argsort(parent, kind="stable")
+    starts = np.searchsorted(parent[order], np.arange(int(parent.max()) + 2))
+    sizes = np.diff(starts)
+    found_a, found_b = [], []
+
+    def compare(rows: np.ndarray, cols: np.ndarray, same: bool) -> None:
+        for si in range(0, rows.size, tile_size):
+            r = rows[si:si + tile_size]
+            for sj in range(si if same else 0, cols.size, tile_size):
+                c = cols[sj:sj + tile_size]
+                reach = never + radius[r].max() + radius[c].max()
+                i, j = tiles.pairs(reps[r], reps[c], norm_min - reach * reach / 2.0)
+                a, b = r[i], c[j]
+                if same:
+                    keep = a < b
+                    a, b = a[keep], b[keep]
+                found_a.append(np.minimum(a, b))
+                found_b.append(np.maximum(a, b))
+
+    # Small products are listed outright (vectorised); large ones go through the tiles.
+    same = np.flatnonzero(sizes >= 2)
+    small = sizes[same] ** 2 <= _LIST_OUTRIGHT
+    _list_pairs(order, starts, same[small], same[small], found_a, found_b)
+    for big in same[~small]:
+        children = order[starts[big]:starts[big + 1]]
+        compare(children, children, True)
+    small = sizes[coarse.a] * sizes[coarse.b] <= _LIST_OUTRIGHT
+    _list_pairs(order, starts, coarse.a[small], coarse.b[small], found_a, found_b)
+    for ca, cb in zip(coarse.a[~small].tolist(), coarse.b[~small].tolist()):
+        compare(order[starts[ca]:starts[ca + 1]], order[starts[cb]:starts[cb + 1]], False)
+    return _decided(vectors, nodes, found_a, found_b, never)
+
+
+def _list_pairs(order: np.ndarray, starts: np.ndarray, left: np.ndarray, right: np.ndarray,
+                found_a: list[np.ndarray], found_b: list[np.ndarray]) -> None:
+    """Every child pair of each coarse pair (left[k], right[k]); a coarse ball with itself gives a < b."""
+    if left.size == 0:
+        return
+    size_l = starts[left + 1] - starts[left]
+    size_r = starts[right + 1] - starts[right]
+    counts = size_l * size_r
+    task = np.repeat(np.arange(left.size), counts)
+    within = np.arange(task.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    a = order[starts[left[task]] + within // size_r[task]]
+    b = order[starts[right[task]] + within % size_r[task]]
+    # Inside one coarse ball each pair was listed in both orders (and with itself): keep a < b.
+    keep = (a < b) | (left[task] != right[task])
+    a, b = a[keep], b[keep]
+    found_a.append(np.minimum(a, b))
+    found_b.append(np.maximum(a, b))
+
+
+def _decided(vectors: np.ndarray, nodes: Nodes, found_a: list[np.ndarray], found_b: list[np.ndarray],
+             never: float) -> NodePairs:
+    """Keep the proposed pairs whose exact representative distance allows a close pair."""
+    a = np.concatenate(found_a).astype(np.int64) if found_a else np.empty(0, dtype=np.int64)
+    b = np.concatenate(found_b).astype(np.int64) if found_b else np.empty(0, dtype=np.int64)
+    dist = exact_distances(vectors, nodes.rep[a], nodes.rep[b])
+    keep = dist - nodes.radius[a] - nodes.radius[b] < never
+    return NodePairs(a=a[keep], b=b[keep], dist=dist[keep])
 
 
 def _projected_survivors(projection: Projection, reps: np.ndarray, rows: np.ndarray, cols: np.ndarray,
