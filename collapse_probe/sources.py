@@ -36,6 +36,9 @@ def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
 
     if text in zoo.ZOO:
         return zoo.fetch(text, cache_dir=cache_dir, progress=progress)
+    if text.startswith(("http://", "https://")):
+        raise CheckpointError(f"URLs are not read directly: download {text} and pass the file, "
+                              "or use `collapse-probe zoo fetch NAME --url URL`.")
     if path.suffix or "/" in text or "\\" in text:
         raise CheckpointError(f"no such file: {text}")
     raise CheckpointError(f"no such file, example or zoo name: {text} (see `collapse-probe zoo list`)")

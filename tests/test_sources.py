@@ -66,3 +66,8 @@ def test_unknown_bare_name():
     with pytest.raises(CheckpointError, match=r"no such file, example or zoo name: dino_vit_s16 "
                                               r"\(see `collapse-probe zoo list`\)"):
         resolve_source("dino_vit_s16")
+
+
+def test_urls_are_not_fetched_directly():
+    with pytest.raises(CheckpointError, match="URLs are not read directly.*zoo fetch NAME --url"):
+        resolve_source("https://dl.fbaipublicfiles.com/dino/x/x_full_checkpoint.pth")
