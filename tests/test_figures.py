@@ -90,6 +90,8 @@ def test_norm_distribution_and_flat_norms(report):
     assert len(ax.patches) == 50
     flat = audit(np.eye(4, 8)).checkpoints[0].heads[0]  # every norm is exactly 1
     assert [t.get_text() for t in norm_distribution(flat).axes[0].texts] == ["every norm is 1"]
+    rounded = norm_distribution(heads(report)[0]).axes[0]  # unit rows: norms 1 up to float rounding
+    assert len(rounded.patches) == 1 and rounded.texts[0].get_text().startswith("every norm is 1 (")
 
 
 def test_report_figures_names_are_unique_files(report):

@@ -323,24 +323,30 @@ def norm_distribution(head: HeadAudit, *, bins: int = 50) -> Figure:
     """Histogram of the prototypes' row norms (after weight norm).
 
     For DINO-vMF heads the norm is the vMF concentration (up to the temperature); heads with weight
-    norm and g fixed at 1 have every norm at 1, shown as a single bar with a note.
+    norm and g fixed at 1 have every norm at 1, shown as a single bar with a note (norms equal to
+    4 significant digits count as equal).
     """
     norms = np.asarray(head.prototypes.norms, dtype=np.float64)
     fig = _figure()
     ax = fig.add_subplot()
     _style(ax)
     lo, hi, mean = float(norms.min()), float(norms.max()), float(norms.mean())
-    flat = hi - lo <= 1e-6 * max(abs(hi), 1e-12)
+    # Norms equal to 4 significant digits are one bar: float rounding is not a distribution.
+    flat = hi - lo <= 1e-4 * max(abs(hi), 1e-12)
     if flat:
-        edges = np.linspace(lo - 0.05 * max(abs(lo), 1e-3), hi + 0.05 * max(abs(hi), 1e-3), 3)
+        scale = max(abs(mean), 1e-3)
+        edges = np.array([mean - 0.01 * scale, mean + 0.01 * scale])  # one narrow bar
     else:
         edges = np.linspace(lo, hi, bins + 1)
     ax.hist(norms, bins=edges, color=PALETTE[2], edgecolor="white", linewidth=0.3,
             label=f"prototypes (min {lo:.4g}, max {hi:.4g})")
     ax.axvline(mean, color=REFERENCE, linestyle="--", linewidth=1.2, label=f"mean {mean:.4g}")
     if flat:
-        ax.text(0.02, 0.95, f"every norm is {mean:.4g}", transform=ax.transAxes, va="top",
+        spread = "" if hi == lo else f" (all within {hi - lo:.1g})"
+        ax.text(0.02, 0.95, f"every norm is {mean:.4g}{spread}", transform=ax.transAxes, va="top",
                 fontsize="small", color=REFERENCE)
+    if flat:
+        ax.set_xlim(mean - 0.1 * scale, mean + 0.1 * scale)
     ax.set_xlabel("row norm ||w_k|| after weight norm (DINO-vMF: concentration)")
     ax.set_ylabel("prototypes per bin")
     _finish(fig, f"Prototype norms: {head.name} (K={head.num_prototypes})")
