@@ -121,6 +121,16 @@ def test_truncated_legacy_checkpoint(tmp_path, protos):
         read_checkpoint(tmp_path / "cut.pth")
 
 
+def test_damaged_numpy_files(tmp_path, protos):
+    data = write_array(tmp_path / "p.npy", protos).read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:len(data) - 40])
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        read_checkpoint(tmp_path / "cut.npy")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError, match="holds Python objects"):
+        read_checkpoint(tmp_path / "objects.npy")
+
+
 def test_zip_that_is_neither_torch_nor_numpy(tmp_path):
     import zipfile
 

@@ -62,17 +62,29 @@ def load_object(path: Path | str, *, trust: bool = False) -> Any:
         return _numpy_load(path, mmap_mode="r")
     if kind == "npz":
         return _numpy_load(path)
-    return _torch_load(path, mmap=kind == "torch-zip", trust=trust)
+    if kind == "torch-zip":
+        try:
+            return _torch_load(path, mmap=True, trust=trust)
+        except _MmapFailed:
+            # Memory-mapping only saves memory: a file it cannot map is read the ordinary way.
+            log.info("%s: memory-mapping failed, reading it whole", path)
+    return _torch_load(path, mmap=False, trust=trust)
+
+
+class _MmapFailed(Exception):
+    """``torch.load(mmap=True)`` failed where a plain load may not."""
 
 
 def _numpy_load(path: Path, **kwargs: Any) -> Any:
     try:
         return np.load(path, allow_pickle=False, **kwargs)
     except ValueError as exc:
-        raise CheckpointError(f"{path} cannot be read as a NumPy array without unpickling "
-                              f"objects ({exc}): save a plain numeric array.") from None
+        if "pickle" in str(exc) or "Python objects" in str(exc):
+            raise CheckpointError(f"{path} holds Python objects, which are not read without "
+                                  "unpickling: save a plain numeric array.") from None
+        raise _damaged(path, exc) from None
     except (OSError, EOFError) as exc:
-        raise CheckpointError(f"{path} is truncated or damaged ({exc}).") from None
+        raise _damaged(path, exc) from None
 
 
 def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Any:
@@ -87,23 +99,26 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Any:
     except pickle.UnpicklingError as exc:
         if trust or "Weights only load failed" not in str(exc):
             raise _damaged(path, exc) from None
-        raise _unsafe(path, exc, zip_format=mmap) from None
+        raise _unsafe(path, exc) from None
     except (ModuleNotFoundError, AttributeError) as exc:
         raise CheckpointError(f"{path} was pickled with a class that cannot be imported here "
                               f"({exc}): install the package that defines it.") from None
-    except (EOFError, RuntimeError, OSError, ValueError, KeyError, TypeError) as exc:
+    except RuntimeError as exc:
+        if mmap:
+            raise _MmapFailed from exc
+        raise _damaged(path, exc) from None
+    except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:
         raise _damaged(path, exc) from None
 
 
-def _unsafe(path: Path, exc: BaseException, *, zip_format: bool) -> CheckpointError:
-    needed: list[str] = []
-    if zip_format:
-        import torch
+def _unsafe(path: Path, exc: BaseException) -> CheckpointError:
+    import torch
 
-        try:
-            needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception as inner:  # noqa: BLE001 - only used to word the message
-            log.debug("could not list globals of %s: %s", path, inner)
+    needed: list[str] = []
+    try:  # zip files only; legacy ones raise here
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as inner:  # noqa: BLE001 - only used to word the message
+        log.debug("could not list globals of %s: %s", path, inner)
     if not needed:  # legacy files: the unpickler names the first offending global
         needed = _UNSUPPORTED_GLOBAL.findall(str(exc))
     needed = sorted({name for name in needed if name not in _SAFE_NAMES})
