@@ -318,3 +318,19 @@ def test_array_format_mismatches(tmp_path, protos):
         read_checkpoint(tmp_path / "two.npz", key="c")
     with pytest.raises(InputError, match="expected a 2-D array"):
         read_checkpoint(write_array(tmp_path / "v.npy", protos[0]))
+
+
+def test_a_file_that_cannot_be_memory_mapped_is_read_whole(tmp_path, protos, monkeypatch):
+    path = write_dino(tmp_path / "c.pth", prototypes=protos)
+    real_load = torch.load
+    calls = []
+
+    def load(*args, mmap=None, **kwargs):
+        calls.append(mmap)
+        if mmap:
+            raise RuntimeError("storage alignment")
+        return real_load(*args, mmap=mmap, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    assert read_checkpoint(path).heads[0].num_prototypes == K
+    assert calls == [True, False]
