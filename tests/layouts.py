@@ -297,7 +297,8 @@ def write_dino(path: Path | str, *, prototypes: np.ndarray, form: str = "weight-
         form: the last layer's storage form (released ViT-S/16: ``weight-norm-old``; ViT-B/16
             and ResNet-50: ``plain``).
         backbone: ``vit`` (``backbone.`` ViT, ``head.mlp.0/2/4``) or ``resnet50``
-            (``head.mlp.0``, BatchNorm ``mlp.1``, ``mlp.3``; the teacher carries ``module.``).
+            (``head.mlp.0``, BatchNorm ``mlp.1``, ``mlp.3``; the teacher carries ``module.``)
+            or ``xcit`` (ViT-like keys and head; the teacher carries ``module.``: XCiT has BatchNorm).
         gains: teacher g (K,); default ones. ``student_gains`` likewise (default ones: the
             student of ``norm_last_layer=True``).
         student: (K, D) student directions; default the teacher's.
