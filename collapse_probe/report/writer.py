@@ -13,10 +13,14 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..validation import fail
 from .model import AuditReport
+
+if TYPE_CHECKING:
+    from .figures import ReportFigure
 
 __all__ = ["REPORT_FORMATS", "write_report"]
 
@@ -29,7 +33,8 @@ REPORT_FORMATS: tuple[str, ...] = ("html", "md", "json", "csv", "png", "svg")
 _FILES = {"html": "report.html", "md": "report.md", "json": "report.json", "csv": "heads.csv"}
 
 
-def _render(report: AuditReport, formats: Sequence[str], figures: Sequence | None) -> dict[str, bytes]:
+def _render(report: AuditReport, formats: Sequence[str],
+            figures: Sequence[ReportFigure] | None) -> dict[str, bytes]:
     """File name -> content, for every requested format."""
     files: dict[str, bytes] = {}
     wants_figures = any(f in formats for f in ("html", "png", "svg"))
@@ -75,7 +80,7 @@ def write_report(
     out_dir: Path | str,
     *,
     formats: Iterable[str] = REPORT_FORMATS,
-    figures: Sequence | None = None,
+    figures: Sequence[ReportFigure] | None = None,
 ) -> tuple[Path, ...]:
     """Write ``report`` into the folder ``out_dir`` (created if missing).
 
