@@ -130,3 +130,13 @@ def test_schema_rejects_an_unknown_verdict(report):
     data["checkpoints"][0]["heads"][0]["verdict"]["label"] = "fine"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, SCHEMA)
+
+
+def test_plain_figure_mapping_is_accepted(report):
+    from collapse_probe.report.figures import utilization_vs_eps
+
+    mapping = {"sweep": utilization_vs_eps(report)}
+    assert "![Unique prototypes vs duplicate threshold (components)](sweep.png)" in render_markdown(
+        report, mapping)
+    page = render_html(report, mapping)
+    assert page.count("data:image/png;base64,") == 1 and 'id="fig-sweep"' in page

@@ -8,7 +8,7 @@ is used throughout: series colours in :data:`PALETTE`, everything "other" in :da
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PALETTE", "OTHER", "REFERENCE", "ReportFigure", "utilization_vs_eps",
            "group_sizes_by_rank", "nn_similarity_histogram", "pca_map", "norm_distribution",
-           "report_figures", "checkpoint_label", "figure_bytes", "MAX_SCATTER_POINTS", "LABELLED_GROUPS"]
+           "report_figures", "checkpoint_label", "figure_bytes", "as_report_figures", "MAX_SCATTER_POINTS", "LABELLED_GROUPS"]
 
 #: Series colours (Okabe-Ito), in order.
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
@@ -351,6 +351,15 @@ def norm_distribution(head: HeadAudit, *, bins: int = 50) -> Figure:
     ax.set_ylabel("prototypes per bin")
     _finish(fig, f"Prototype norms: {head.name} (K={head.num_prototypes})")
     return fig
+
+
+def as_report_figures(figures: Sequence[ReportFigure] | Mapping[str, Figure]) -> tuple[ReportFigure, ...]:
+    """Accept ReportFigures, or a plain ``{name: Figure}`` mapping (shown report-wide, titled by
+    each figure's suptitle or its name)."""
+    if isinstance(figures, Mapping):
+        return tuple(ReportFigure(name, (fig.get_suptitle() or name), fig)
+                     for name, fig in figures.items())
+    return tuple(figures)
 
 
 def figure_bytes(figure: Figure, fmt: str = "png", *, dpi: int = 110) -> bytes:

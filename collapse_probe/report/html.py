@@ -9,11 +9,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import TYPE_CHECKING
 
-from .figures import PALETTE, ReportFigure, checkpoint_label, figure_bytes
+from .figures import PALETTE, ReportFigure, as_report_figures, checkpoint_label, figure_bytes
 from .model import AuditReport, CheckpointAudit, HeadAudit
 from .summary import groups_sentence, headline_result, method_sentence
 from .verdicts import VERDICT_NOTE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["render_html", "VERDICT_COLOURS"]
 
@@ -128,17 +132,19 @@ def _checkpoint(report: AuditReport, index: int, checkpoint: CheckpointAudit,
     return "".join(parts)
 
 
-def render_html(report: AuditReport, figures: Sequence[ReportFigure] = (), *,
+def render_html(report: AuditReport,
+                figures: Sequence[ReportFigure] | Mapping[str, Figure] = (), *,
                 png: Mapping[str, bytes] | None = None) -> str:
     """The report as one self-contained HTML page.
 
     Args:
         report: the audit.
-        figures: figures to embed (PNG, base64); report-wide ones go under the summary, the
-            others under their head.
+        figures: figures to embed (PNG, base64): ReportFigures (report-wide ones go under the
+            summary, the others under their head), or a ``{name: Figure}`` mapping (report-wide).
         png: already rendered PNG bytes by figure name (rendered here when missing).
     """
     png = png or {}
+    figures = as_report_figures(figures)
     has_verdicts = any(h.verdict is not None for c in report.checkpoints for h in c.heads)
     body = ["<h1>Prototype collapse report</h1>",
             f'<p class="hint">collapse-probe {escape(report.tool_version)}. '

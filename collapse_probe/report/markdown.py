@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from .figures import ReportFigure, checkpoint_label
+from .figures import ReportFigure, as_report_figures, checkpoint_label
 from .model import AuditReport, CheckpointAudit, HeadAudit
 from .summary import groups_sentence, headline_result, method_sentence
 from .verdicts import VERDICT_NOTE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["render_markdown"]
 
@@ -82,13 +86,17 @@ def _checkpoint(report: AuditReport, index: int, checkpoint: CheckpointAudit,
     return lines
 
 
-def render_markdown(report: AuditReport, figures: Sequence[ReportFigure] = ()) -> str:
+def render_markdown(report: AuditReport,
+                    figures: Sequence[ReportFigure] | Mapping[str, Figure] = ()) -> str:
     """The report as Markdown, ending in a newline.
 
     Args:
         report: the audit.
-        figures: figures to link (as ``<name>.png`` beside the Markdown file); none when empty.
+        figures: figures to link (as ``<name>.png`` beside the Markdown file; writing the files
+            is the caller's job, see :func:`~collapse_probe.report.writer.write_report`): ReportFigures
+            or a ``{name: Figure}`` mapping.
     """
+    figures = as_report_figures(figures)
     lines = ["# Prototype collapse report", "",
              f"collapse-probe {report.tool_version}. {method_sentence(report)}", "",
              "## Summary", ""]
