@@ -121,30 +121,48 @@ def nearest_neighbors(unit: torch.Tensor, *, anchors: torch.Tensor | None = None
     tol = 4.0 * dim * 2.0 ** -24 if unit.dtype != torch.float64 else 0.0
     out = torch.empty(anchors.shape[0], dtype=torch.int64, device=unit.device)
     with torch.no_grad():
-        sq = (unit * unit).sum(dim=1)  # (K,)
-        wide = None
+        neg_sq = -(unit * unit).sum(dim=1)  # (K,)
         for start in range(0, anchors.shape[0], step):
             rows = anchors[start:start + step]  # (B,)
             # ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b: maximise 2 a.b - |b|^2 (|a|^2 is constant per row)
-            score = unit[rows] @ unit.T  # (B, K)
-            score.mul_(2).sub_(sq[None, :])
-            local = torch.arange(rows.shape[0], device=unit.device)
-            score[local, rows] = -math.inf
-            best, index = score.max(dim=1)
-            if tol > 0:
-                close = (score >= (best - tol)[:, None]).sum(dim=1) > 1
-                if bool(close.any()):
-                    # Near-ties float32 cannot order: decide those rows in float64.
-                    if wide is None:
-                        wide = unit.double()
-                        wide_sq = (wide * wide).sum(dim=1)
-                    redo = rows[close]
-                    exact = wide[redo] @ wide.T
-                    exact.mul_(2).sub_(wide_sq[None, :])
-                    exact[torch.arange(redo.shape[0], device=unit.device), redo] = -math.inf
-                    index[close] = exact.argmax(dim=1)
-            out[start:start + rows.shape[0]] = index
+            score = torch.addmm(neg_sq.expand(rows.shape[0], num), unit[rows], unit.T, alpha=2.0)  # (B, K)
+            score[torch.arange(rows.shape[0], device=unit.device), rows] = -math.inf
+            if tol == 0.0 or num < 3:
+                out[start:start + rows.shape[0]] = score.argmax(dim=1)
+                continue
+            top, index = score.topk(2, dim=1)  # (B, 2)
+            close = top[:, 1] >= top[:, 0] - tol
+            if bool(close.any()):
+                # Rows without a near-tie keep one candidate (their best), so the whole block is
+                # refined without copying its scores.
+                floor = torch.where(close, top[:, 0] - tol, top[:, 0])
+                out[start:start + rows.shape[0]] = _refine(unit, rows, score, floor)
+            else:
+                out[start:start + rows.shape[0]] = index[:, 0]
     return out
+
+
+def _refine(unit: torch.Tensor, rows: torch.Tensor, score: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Decide near-ties exactly: among each row's candidates (float32 score >= ``floor``), the
+    nearest by the float64 norm of the difference (no cancellation). Work is proportional to the
+    number of candidate pairs (about K x group size on a collapsed head), done in chunks of
+    bounded memory; ties go to the smallest index."""
+    torch = _torch()
+    num_rows, dim = rows.shape[0], unit.shape[1]
+    pair_row, pair_col = (score >= floor[:, None]).nonzero(as_tuple=True)  # (P,), (P,) row-major
+    d2 = torch.empty(pair_row.shape[0], dtype=torch.float64, device=unit.device)
+    chunk = max(1, _BLOCK_BUDGET // (2 * max(dim, 1)))
+    for start in range(0, pair_row.shape[0], chunk):
+        r, c = pair_row[start:start + chunk], pair_col[start:start + chunk]
+        diff = unit[rows[r]].double() - unit[c].double()  # (p, D)
+        d2[start:start + chunk] = (diff * diff).sum(dim=1)
+    d2.masked_fill_(rows[pair_row] == pair_col, math.inf)
+    best = torch.full((num_rows,), math.inf, dtype=torch.float64, device=unit.device)
+    best.scatter_reduce_(0, pair_row, d2, reduce="amin")
+    winner = torch.full((num_rows,), unit.shape[0], dtype=torch.int64, device=unit.device)
+    hit = d2 == best[pair_row]
+    winner.scatter_reduce_(0, pair_row[hit], pair_col[hit], reduce="amin")
+    return winner
 
 
 def koleo_proto_loss(weight_or_layer: Any, *, delta: float = 1e-8, block_size: int | None = None,
