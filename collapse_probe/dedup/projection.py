@@ -9,6 +9,7 @@ therefore bounds every cosine from above, so it can rule pairs out and never dro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -17,12 +18,12 @@ from .decide import similarity_margin
 __all__ = ["Projection", "principal_projection"]
 
 #: Rows used to estimate the second-moment matrix (any orthonormal basis keeps the bound valid).
-_SAMPLE_ROWS = 16384
+_SAMPLE_ROWS = 4096
 #: Up to this many rows the projection is the identity.
 _EXACT_ROWS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Projection:
     """Projected rows and residual norms of a (K, D) matrix.
 
@@ -36,6 +37,11 @@ class Projection:
     coords: np.ndarray
     residual: np.ndarray
     margin: float
+
+    @cached_property
+    def augmented(self) -> np.ndarray:
+        """(K, m + 1) float32 ``[coords, residual]``: one product gives the whole upper bound."""
+        return np.ascontiguousarray(np.concatenate([self.coords, self.residual[:, None]], axis=1))
 
 
 def principal_projection(vectors: np.ndarray, dim: int, *, norm_max: float = 1.0 + 1e-5,

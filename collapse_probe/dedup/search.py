@@ -78,29 +78,47 @@ def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: f
     reps = nodes.rep
     radius = nodes.radius
     count = reps.size
+    # Tiles follow the first principal coordinate: |c(a) - c(b)| <= d(a, b), so a tile pair
+    # whose coordinate ranges are further apart than the reach holds no candidate.
+    if projection is not None:
+        key = projection.coords[reps, 0]
+        order = np.argsort(key, kind="stable")
+        key = key[order].astype(np.float64)
+        slack = float(projection.margin)
+    else:
+        order = np.arange(count)
+        key, slack = None, 0.0
     starts = list(range(0, count, tile_size))
-    max_radius = np.array([radius[s:s + tile_size].max() for s in starts])
+    max_radius = np.array([radius[order[s:s + tile_size]].max() for s in starts])
     use_projection = projection is not None and _projection_helps(
         projection, reps, radius, never, norm_min, tile_size)
     found_a, found_b = [], []
     for ti, si in enumerate(starts):
-        rows = np.arange(si, min(si + tile_size, count))
+        rows = order[si:si + tile_size]
         for tj in range(ti, len(starts)):
             sj = starts[tj]
-            cols = np.arange(sj, min(sj + tile_size, count))
             reach = never + max_radius[ti] + max_radius[tj]
+            if key is not None and key[sj] - key[min(si + tile_size, count) - 1] > reach + slack:
+                if key[sj] - key[min(si + tile_size, count) - 1] > never + max_radius.max() * 2 + slack:
+                    break  # sorted: every later tile is further still
+                continue
+            cols = order[sj:sj + tile_size]
             # cos(a, b) > norm_min - reach^2 / 2 whenever d(a, b) < reach.
             threshold = norm_min - reach * reach / 2.0
-            local_rows = rows
+            local = np.arange(rows.size)
             if use_projection:
-                local_rows = _projected_survivors(projection, reps, rows, cols, threshold)
-                if local_rows.size == 0:
+                local = local[_projected_survivors(projection, reps, rows, cols, threshold,
+                                                   same=ti == tj)]
+                if local.size == 0:
                     continue
-            i, j = tiles.pairs(reps[local_rows], reps[cols], threshold)
-            a, b = local_rows[i], cols[j]
-            keep = a < b
-            found_a.append(a[keep])
-            found_b.append(b[keep])
+            i, j = tiles.pairs(reps[rows[local]], reps[cols], threshold)
+            i = local[i]
+            if ti == tj:
+                keep = i < j
+                i, j = i[keep], j[keep]
+            a, b = rows[i], cols[j]
+            found_a.append(np.minimum(a, b))
+            found_b.append(np.maximum(a, b))
         if progress is not None:
             progress(ti + 1)
     return _decided(vectors, nodes, found_a, found_b, never)
@@ -184,14 +202,13 @@ def _decided(vectors: np.ndarray, nodes: Nodes, found_a: list[np.ndarray], found
 
 
 def _projected_survivors(projection: Projection, reps: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                         threshold: float) -> np.ndarray:
-    """Rows of the tile whose projected upper bound reaches ``threshold`` for some column."""
-    pa = projection.coords[reps[rows]]
-    pb = projection.coords[reps[cols]]
-    bound = pa @ pb.T
-    bound += np.outer(projection.residual[reps[rows]], projection.residual[reps[cols]])
-    hit = bound.max(axis=1) > threshold - projection.margin
-    return rows[hit]
+                         threshold: float, *, same: bool = False) -> np.ndarray:
+    """(n,) bool: rows of the tile whose projected upper bound reaches ``threshold`` for some column."""
+    aug = projection.augmented
+    bound = aug[reps[rows]] @ aug[reps[cols]].T
+    if same:
+        np.fill_diagonal(bound, -np.inf)  # a row with itself is no pair
+    return bound.max(axis=1) > threshold - projection.margin
 
 
 def _projection_helps(projection: Projection, reps: np.ndarray, radius: np.ndarray, never: float,
@@ -201,9 +218,9 @@ def _projection_helps(projection: Projection, reps: np.ndarray, radius: np.ndarr
     if count <= 2 * tile_size:
         return False
     rng = np.random.default_rng(0)
-    rows = np.sort(rng.choice(count, tile_size, replace=False))
-    cols = np.sort(rng.choice(count, tile_size, replace=False))
+    picked = rng.choice(count, 2 * tile_size, replace=False)
+    rows, cols = np.sort(picked[:tile_size]), np.sort(picked[tile_size:])
     reach = never + 2.0 * float(radius.max())
     threshold = norm_min - reach * reach / 2.0
-    survivors = _projected_survivors(projection, reps, rows, cols, threshold)
-    return survivors.size < _PREFILTER_MAX_SURVIVORS * tile_size
+    survivors = np.count_nonzero(_projected_survivors(projection, reps, rows, cols, threshold))
+    return survivors < _PREFILTER_MAX_SURVIVORS * tile_size
