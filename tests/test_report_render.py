@@ -140,3 +140,19 @@ def test_plain_figure_mapping_is_accepted(report):
         report, mapping)
     page = render_html(report, mapping)
     assert page.count("data:image/png;base64,") == 1 and 'id="fig-sweep"' in page
+
+
+def test_terminal_table_shows_verdicts_and_the_hint(report):
+    from rich.console import Console
+
+    from collapse_probe.report.terminal import render_audit
+
+    console = Console(width=100, record=True, color_system=None)
+    for renderable in render_audit(report):
+        console.print(renderable)
+    text = console.export_text()
+    assert "verdict" in text
+    for label in ("partial-collapse", "collapsed", "healthy", "untrained"):
+        assert f"│ {label}" in text  # in the table's verdict column, untruncated
+    assert "head_dense: collapsed - Only 3 of 200 prototypes unique (1.50 %)" in text
+    assert "Verdicts are hints" in text
