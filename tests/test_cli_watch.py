@@ -40,3 +40,26 @@ def test_watch_audits_complete_checkpoints_and_leaves_a_half_written_one_pending
 def test_watch_of_a_missing_folder_is_exit_2(tmp_path):
     result = runner.invoke(app, ["watch", str(tmp_path / "nope"), "--max-polls", "1"], env=ENV)
     assert result.exit_code == 2 and result.stderr.startswith("error: folder: expected")
+
+
+def test_ctrl_c_prints_a_summary_writes_the_trend_and_exits_0(tmp_path, monkeypatch):
+    from collapse_probe.trend.watch import Watcher
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_dino(run / "checkpoint.pth", prototypes=planted_prototypes(6, 20, 16)[0], with_optimizer=False)
+    original, calls = Watcher.poll, []
+
+    def poll(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C raises while the watch waits or reads
+        return original(self)
+
+    monkeypatch.setattr(Watcher, "poll", poll)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["watch", str(run), "--interval", "0.01", "--out", str(out),
+                                 "--eps", "0.025"], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "interrupted after 2 polls: 1 checkpoints audited, 0 pending, 0 failed." in result.stdout
+    assert (out / "trend.png").is_file() and (out / "trend.jsonl").is_file()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from .audit import Method, Network
 from .common import atomic_path, atomic_write, run_command, stderr_console, stdout_console
+from .options import (Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption,
+                      Quiet, Trust)
 
 __all__ = ["register", "write_trend_outputs", "TREND_FILES"]
 
@@ -36,20 +37,14 @@ def trend_command(
                                        help="A training output folder and/or checkpoint files."),
     out: Path = typer.Option(Path("collapse-probe-trend"), "--out",
                              help="Folder for trend.png, trend.csv and trend.json."),
-    eps: Optional[list[float]] = typer.Option(
-        None, "--eps", help="Distance threshold on unit vectors (repeatable). "
-        "Default sweep: 0.025 0.05 0.1 0.25 0.5."),
-    cosine: Optional[list[float]] = typer.Option(
-        None, "--cosine", help="Cosine threshold (repeatable); cos = 1 - eps^2/2."),
-    method: Method = typer.Option(Method.components, "--method",
-                                  help="components: single linkage at eps; greedy: eps-net in index order."),
-    network: Network = typer.Option(Network.teacher, "--network", help="Which network's head to read."),
-    format: Optional[str] = typer.Option(None, "--format", help="Checkpoint format; auto-detected by default."),  # noqa: A002
-    key: Optional[str] = typer.Option(None, "--key", help="Explicit key path of the prototype tensor."),
-    trust_checkpoint: bool = typer.Option(
-        False, "--trust-checkpoint",
-        help="Allow arbitrary pickled code in the files. Only for files from a source you trust."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress messages."),
+    eps: Eps = None,
+    cosine: Cosine = None,
+    method: MethodOption = Method.components,
+    network: NetworkOption = Network.teacher,
+    format: Format = None,  # noqa: A002
+    key: Key = None,
+    trust_checkpoint: Trust = False,
+    quiet: Quiet = False,
 ) -> None:
     """Audit the checkpoints of a training run in epoch order and plot utilization over epochs.
 

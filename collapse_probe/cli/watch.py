@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from .audit import Method, Network
 from .common import run_command, stdout_console
+from .options import Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption, Trust
 
 __all__ = ["register", "JSONL_NAME"]
 
@@ -24,19 +24,13 @@ def watch_command(
                                  help="Extra seconds a file must stay unchanged before it is read."),
     out: Path = typer.Option(Path("collapse-probe-trend"), "--out",
                              help="Folder for trend.jsonl (appended) and, on exit, trend.png/csv/json."),
-    eps: Optional[list[float]] = typer.Option(
-        None, "--eps", help="Distance threshold on unit vectors (repeatable). "
-        "Default sweep: 0.025 0.05 0.1 0.25 0.5."),
-    cosine: Optional[list[float]] = typer.Option(
-        None, "--cosine", help="Cosine threshold (repeatable); cos = 1 - eps^2/2."),
-    method: Method = typer.Option(Method.components, "--method",
-                                  help="components: single linkage at eps; greedy: eps-net in index order."),
-    network: Network = typer.Option(Network.teacher, "--network", help="Which network's head to read."),
-    format: Optional[str] = typer.Option(None, "--format", help="Checkpoint format; auto-detected by default."),  # noqa: A002
-    key: Optional[str] = typer.Option(None, "--key", help="Explicit key path of the prototype tensor."),
-    trust_checkpoint: bool = typer.Option(
-        False, "--trust-checkpoint",
-        help="Allow arbitrary pickled code in the files. Only for files from a source you trust."),
+    eps: Eps = None,
+    cosine: Cosine = None,
+    method: MethodOption = Method.components,
+    network: NetworkOption = Network.teacher,
+    format: Format = None,  # noqa: A002
+    key: Key = None,
+    trust_checkpoint: Trust = False,
     max_polls: Optional[int] = typer.Option(None, "--max-polls", hidden=True,
                                             help="Stop after this many polls (for scripts and tests)."),
 ) -> None:
