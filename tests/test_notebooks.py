@@ -32,7 +32,7 @@ EXPECTED: dict[str, list[str]] = {
     "02_compare_the_dino_family.ipynb": [
         "NOT THE PAPER'S MODELS: no released checkpoint is in the cache",
         r"\| DINO ViT-S/16 \| 65536 \| 1078 \| 1\.6 \| - \| - \| not in the cache \|",
-        r"\| iBOT-vMF ViT-B/16 \| 8192 \| 1170 \| 14\.3 \| - \| - \| no public checkpoint with heads \|",
+        r"\| iBOT-vMF ViT-B/16 \| 8192 \| 1170 \| 14\.3 \| - \| - \| not in the zoo \|",
         r"\| synthetic DINO, K=1024 \(quick mode\) / head \| 1024 \| - \| - \| 30 \| 2\.9 \| bundled example \|",
     ],
     "03_repair_with_koleo_proto.ipynb": [
