@@ -96,3 +96,12 @@ def test_github_actions_annotations_and_step_summary(project, tmp_path, monkeypa
     assert text.startswith("# earlier step\n### :x: collapse-probe gate FAILED")  # appended
     assert "| 6 | 120 | 5.00 % | 10.00 % | **FAIL** |" in text
     assert "| 30 | 120 | 25.00 % | 10.00 % | pass |" in text
+
+
+def test_an_unwritable_step_summary_warns_and_keeps_the_verdict(project, tmp_path, monkeypatch):
+    write_pyproject(project, 'checkpoints = ["runs/good.pth"]\nfail_under = 0.1\n')
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(tmp_path), "COLUMNS": "200"}  # a folder
+    result = invoke(project, env=env, monkeypatch=monkeypatch)
+    assert result.exit_code == 0
+    assert "gate passed" in result.stdout and "::error" not in result.stdout
+    assert result.stderr.startswith("warning: cannot append to GITHUB_STEP_SUMMARY")

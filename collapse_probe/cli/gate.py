@@ -72,8 +72,12 @@ def gate_command(
                 typer.echo(line)
             summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
             if summary_file:
-                with Path(summary_file).open("a", encoding="utf-8") as handle:
-                    handle.write(github_summary(outcome))
+                try:
+                    with Path(summary_file).open("a", encoding="utf-8") as handle:
+                        handle.write(github_summary(outcome))
+                except OSError as exc:  # the verdict stands; only the summary is lost
+                    typer.echo(f"warning: cannot append to GITHUB_STEP_SUMMARY {summary_file}: "
+                               f"{exc.strerror or exc}", err=True)
         return outcome.exit_code
 
     code = run_command(body)

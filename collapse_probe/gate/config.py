@@ -50,7 +50,7 @@ class GateConfig:
         fail_under: floor for heads not in ``heads``; None: such heads are not gated.
         eps: the gate's distance threshold on unit vectors.
         method, network, format, key: how to audit (see :func:`collapse_probe.audit`).
-        cache_dir: where zoo downloads are cached (None: the default cache).
+        cache_dir: where zoo downloads are cached, relative to ``base_dir`` (None: the default cache).
         base_dir: the folder relative paths and globs are resolved against.
         source: the file the configuration came from ("" when built in code).
     """

@@ -82,6 +82,10 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
 
     checks: list[GateCheck] = []
     heads_seen: set[str] = set()
+    cache_dir = None
+    if config.cache_dir is not None:
+        cache = Path(config.cache_dir).expanduser()
+        cache_dir = cache if cache.is_absolute() else config.base_dir / cache
     for spec in config.checkpoints:
         sources, problem = _expand(spec, config.base_dir)
         if problem:
@@ -94,7 +98,7 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
             try:
                 report = audit(source, eps=[config.eps], method=config.method,
                                network=config.network, format=config.format, key=config.key,
-                               cache_dir=config.cache_dir)
+                               cache_dir=cache_dir)
             except CollapseProbeError as exc:
                 checks.append(GateCheck(checkpoint=source, head="", status="failed",
                                         message=f"cannot audit: {exc}", eps=config.eps))
