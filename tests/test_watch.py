@@ -165,3 +165,19 @@ def test_watcher_validates_its_arguments(tmp_path):
         Watcher(tmp_path, interval=0)
     with pytest.raises(InputError, match="method"):
         Watcher(tmp_path, method="average")
+
+
+def test_a_checkpoint_refused_as_unsafe_fails_instead_of_being_retried(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # A class from this test module is outside the safe allow-list of weights-only loading.
+    torch.save({"epoch": 1, "odd": UnsafeThing(a=1)}, run / "checkpoint0001.pth")
+    watcher = Watcher(run, eps=0.025)
+    watcher.poll()
+    (event,) = watcher.poll()
+    assert event.kind == "failed" and "trust" in event.message
+    assert watcher.poll() == []
+
+
+class UnsafeThing(dict):
+    """A pickled class that weights-only loading refuses."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import CollapseProbeError
+from ..errors import CollapseProbeError, UnsafeCheckpointError
 from ..thresholds import Threshold, resolve_thresholds
 from ..types import METHODS
 from ..validation import fail
@@ -30,8 +30,8 @@ __all__ = ["Watcher", "WatchEvent", "WatchSummary", "EVENT_KINDS"]
 log = logging.getLogger(__name__)
 
 #: ``new``: first sight or still changing; ``unreadable``: stable but does not load yet (retry);
-#: ``audited``: appended to the trend; ``failed``: loads but cannot be audited (not retried
-#: until the file changes).
+#: ``audited``: appended to the trend; ``failed``: loads but cannot be audited, or is refused
+#: as unsafe to unpickle (not retried until the file changes).
 EVENT_KINDS: tuple[str, ...] = ("new", "unreadable", "audited", "failed")
 
 _Signature = tuple[int, int]  # (size in bytes, mtime in ns)
@@ -196,6 +196,10 @@ class Watcher:
             return None
         try:
             epoch = read_epoch(path, trust=self.trust)
+        except UnsafeCheckpointError as exc:  # complete, but refused: retrying will not help
+            self._failed[resolved] = (signature, str(exc))
+            self._seen.pop(resolved, None)
+            return WatchEvent(str(path), "failed", str(exc))
         except CollapseProbeError as exc:
             log.info("watch: %s not readable yet: %s", path, exc)
             return WatchEvent(str(path), "unreadable", f"not readable yet, will retry ({exc})")
