@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +104,20 @@ def test_sparkline() -> None:
     assert sparkline([float("nan")]) == ""
     assert len(sparkline(list(range(1000)), width=50)) <= 50
     assert sparkline([2.0, 2.0, 2.0]) == "▁▁▁"
+
+
+def test_torchrun_two_processes(files: Path, tmp_path: Path) -> None:
+    # DDP on the CPU (gloo): features sharded by rank, only rank 0 writes and prints.
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "collapse_probe", "finetune", str(files / "in.pth"), "--features",
+               str(files / "views.npy"), "--out", str(tmp_path / "ddp.pth"), "--steps", "6",
+               "--batch-size", "16", "--lr", "1e-3", "--json", str(tmp_path / "ddp.json"), "--quiet"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "ddp.json").read_text())
+    assert data["settings"]["world_size"] == 2
+    assert done.stdout.count("unique prototypes") == 1  # rank 0 only
+    assert read_checkpoint(tmp_path / "ddp.pth").heads[0].num_prototypes == 64
