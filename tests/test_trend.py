@@ -156,3 +156,11 @@ def test_figure_has_one_line_per_head_and_threshold(run_folder):
     np.testing.assert_allclose(axes.lines[0].get_xdata(), [1, 11, 20, 21])
     np.testing.assert_allclose(axes.lines[0].get_ydata(), 100 * np.array([60, 24, 30, 12]) / K)
     assert axes.get_xlabel() == "epoch"
+
+
+def test_the_package_name_is_callable_as_the_function(run_folder):
+    import collapse_probe
+    import collapse_probe.trend.watch  # binds the package to collapse_probe.trend
+
+    report = collapse_probe.trend(run_folder / "checkpoint.pth", eps=0.025)
+    assert [h.unique for e in report.entries for h in e.heads] == [(12,)]
