@@ -33,8 +33,17 @@ CASES: dict[str, dict] = {
     "b-healthy-65k": {"num": 65536, "kind": "healthy"},
     "c-collapsed-262k": {"num": 262144, "kind": "collapsed", "groups": 2500, "largest": 80000},
     "d-collapsed-1m": {"num": 1048576, "kind": "collapsed", "groups": 4000, "largest": 300000},
-    "d-healthy-1m": {"num": 1048576, "kind": "healthy"},
+    "d-healthy-1m": {"num": 1048576, "kind": "healthy", "eps": (0.01,)},
+    # How time grows with eps and K on healthy heads (one threshold per run).
+    "healthy-65k-e0.01": {"num": 65536, "kind": "healthy", "eps": (0.01,)},
+    "healthy-65k-e0.025": {"num": 65536, "kind": "healthy", "eps": (0.025,)},
+    "healthy-65k-e0.1": {"num": 65536, "kind": "healthy", "eps": (0.1,)},
+    "healthy-65k-e0.5": {"num": 65536, "kind": "healthy", "eps": (0.5,)},
+    "healthy-16k-e0.5": {"num": 16384, "kind": "healthy", "eps": (0.5,)},
+    "healthy-262k-e0.01": {"num": 262144, "kind": "healthy", "eps": (0.01,)},
 }
+#: Cases run by default (the scaling cases are run by name).
+DEFAULT_CASES = ("a-collapsed-65k", "b-healthy-65k", "c-collapsed-262k", "d-collapsed-1m", "d-healthy-1m")
 
 
 def make_head(case: dict, dim: int, seed: int) -> np.ndarray:
@@ -105,6 +114,8 @@ def run_child(args: argparse.Namespace) -> None:
     else:
         x = make_head(CASES[args.case], args.dim, args.seed)
     eps_values = tuple(args.eps)
+    if not args.input and "eps" in CASES[args.case]:
+        eps_values = CASES[args.case]["eps"]
     num = x.shape[0]
     import gc
 
@@ -113,6 +124,7 @@ def run_child(args: argparse.Namespace) -> None:
     Path("/proc/self/clear_refs").write_text("5")
     result: dict = {"num": num, "dim": x.shape[1], "matrix_mib": x.nbytes / 2**20}
     start = time.perf_counter()
+    cpu_start = time.process_time()
     if args.contender == "engine":
         from collapse_probe.dedup import sweep
 
@@ -130,7 +142,7 @@ def run_child(args: argparse.Namespace) -> None:
         def blocks():
             for s in range(0, num, 4096):
                 lims, _, idx = index.range_search(x[s:s + 4096], t)
-                rows = np.repeat(np.arange(s, min(s + 4096, num)), np.diff(lims))
+                rows = np.repeat(np.arange(s, min(s + 4096, num)), np.diff(lims).astype(np.int64))
                 pairs[0] += idx.size
                 yield rows, idx
 
@@ -146,6 +158,7 @@ def run_child(args: argparse.Namespace) -> None:
 
         result["unique"] = {f"{BASELINE_EPS:g}": _union_unique(num, blocks())}
     result["seconds"] = time.perf_counter() - start
+    result["cpu_seconds"] = time.process_time() - cpu_start
     result["peak_mib"] = (_peak_kib() - rss_before) / 1024
     print(json.dumps(result))
 
@@ -177,7 +190,7 @@ def run_case(case: str, contender: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--cases", nargs="*", default=list(DEFAULT_CASES), choices=list(CASES))
     parser.add_argument("--input", help="a real head as .npy (K, D); replaces the synthetic cases")
     parser.add_argument("--eps", nargs="*", type=float, default=list(SWEEP_EPS))
     parser.add_argument("--only", choices=["engine", "faiss", "numpy"], nargs="*")
@@ -195,7 +208,10 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"sweep eps: {', '.join(f'{e:g}' for e in args.eps)} (components); baselines at eps {BASELINE_EPS:g}")
     cases = ["input"] if args.input else args.cases
-    header = f"{'case':18} {'contender':9} {'K':>8} {'time s':>8} {'peak MiB':>9} {'x matrix':>8} {'unique at 0.025':>15} {'vs engine':>9}"
+    print("vs engine: baseline time / engine time, wall/cpu (the engine runs the whole sweep, "
+          "the baselines one threshold)")
+    header = (f"{'case':18} {'contender':9} {'K':>8} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} "
+              f"{'x matrix':>8} {'unique at 0.025':>15} {'vs engine':>9}")
     print(header)
     print("-" * len(header))
     for case in cases:
@@ -214,13 +230,17 @@ def main() -> None:
             ratio = ""
             if contender == "engine":
                 engine_time, engine_unique = res["seconds"], unique
+                engine_cpu = res["cpu_seconds"]
             elif engine_time:
-                ratio = f"{res['seconds'] / engine_time:.1f}x"
+                ratio = f"{res['seconds'] / engine_time:.1f}x/{res['cpu_seconds'] / engine_cpu:.1f}x"
                 if engine_unique != "-" and unique != engine_unique:
                     ratio += " MISMATCH"
-            print(f"{case:18} {contender:9} {res['num']:>8} {res['seconds']:>8.2f} {res['peak_mib']:>9.0f} "
+            print(f"{case:18} {contender:9} {res['num']:>8} {res['seconds']:>8.2f} {res['cpu_seconds']:>8.2f} "
+                  f"{res['peak_mib']:>9.0f} "
                   f"{res['peak_mib'] / res['matrix_mib']:>8.2f} {str(unique):>15} {ratio:>9}", flush=True)
             if contender == "engine":
+                if case in CASES and "eps" in CASES[case]:
+                    print(f"{'':18} (this case runs eps {CASES[case]['eps']} only)")
                 sweep_line = ", ".join(f"{k}: {v}" for k, v in res["unique"].items())
                 print(f"{'':18} unique per eps: {sweep_line}", flush=True)
 

@@ -16,6 +16,7 @@ candidate pairs between balls.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -60,6 +61,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
     bands = [DistanceBand.for_cosine(thresholds[k].cosine, norm_range) for k in order]
     projection = principal_projection(vectors, PROJECTION_DIM, norm_max=norm_range[1])
 
+    clock = time.process_time()
     covers: list[Nodes] = []
     nodes = singletons(num)
     for band in bands:
@@ -69,6 +71,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
             nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=block_size)
         covers.append(nodes)
     runs = _runs(covers)
+    log.debug("dedup: covers %s built in %.3f s", [c.count for c in covers], time.process_time() - clock)
     # Loosest run first: a full search over its (fewest) balls; every finer run only compares
     # balls inside one coarse ball or across a coarse candidate pair.
     coarsest = covers[runs[-1][0]]
@@ -97,7 +100,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
                                       tiles=tiles, tile_size=block_size)
             done += 1
             report(done)
-        log.debug("dedup: %d candidate ball pairs", pairs.a.size)
+        log.debug("dedup: %d candidate ball pairs at %.3f s", pairs.a.size, time.process_time() - clock)
         coarse_nodes, coarse_pairs = nodes, pairs
         members = nodes.members() if method == "components" else None
         for k in run:

@@ -25,7 +25,7 @@ __all__ = ["Nodes", "singletons", "merge_nodes"]
 _PATIENCE = 2
 _MIN_YIELD = 0.25
 #: Above this many projected-close pairs per node, a block is walked leader by leader.
-_DENSE_PAIRS = 8
+_DENSE_PAIRS = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,6 +185,13 @@ def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_
     close = sq < limit_sq * 1.0001 + 1e-5
     np.fill_diagonal(close, False)
     rows, cols = np.nonzero(np.triu(close, 1))
+    if rows.size > 4 * free.size:
+        # The projection is too coarse here (a large limit): filter by float32 cosines of the
+        # full rows first. A heuristic filter only: a missed pair costs a merge, not exactness.
+        full = vectors[nodes.rep[block[free]]]
+        cos_floor = 1.0 - 1e-5 - limit * limit / 2.0
+        close &= (full @ full.T) > cos_floor
+        rows, cols = np.nonzero(np.triu(close, 1))
     if rows.size > _DENSE_PAIRS * free.size:
         return _found_dense(vectors, nodes, block[free], close, limit, parent, offset)
     ids = block[free]
@@ -193,16 +200,15 @@ def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_
     ok = dist < limit
     rows, cols, dist = rows[ok], cols[ok], dist[ok]
     starts = np.searchsorted(rows, np.arange(free.size + 1))
+    # Nodes in no within-limit pair lead themselves; only the others need the ordered walk.
+    involved = np.zeros(free.size, dtype=bool)
+    involved[rows] = True
+    involved[cols] = True
     taken = np.zeros(free.size, dtype=bool)
-    founded = []
-    for i in range(free.size):
+    for i in np.flatnonzero(involved).tolist():
         if taken[i]:
             continue
         taken[i] = True
-        leader = int(ids[i])
-        founded.append(leader)
-        parent[leader] = leader
-        offset[leader] = nodes.radius[leader]
         lo, hi = starts[i], starts[i + 1]
         if lo == hi:
             continue
@@ -210,8 +216,12 @@ def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_
         fresh = ~taken[follow]
         follow = follow[fresh]
         taken[follow] = True
-        parent[ids[follow]] = leader
+        parent[ids[follow]] = ids[i]
         offset[ids[follow]] = dist[lo:hi][fresh]
+    leaders = ids[parent[ids] < 0]
+    parent[leaders] = leaders
+    offset[leaders] = nodes.radius[leaders]
+    founded = leaders.tolist()
     return founded
 
 
@@ -229,7 +239,9 @@ def grid_merge(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: flo
     dims = min(grid_dims, coords.shape[1])
     shift = np.random.default_rng(seed).uniform(0.0, limit, size=dims)
     keys = np.floor((coords[nodes.rep, :dims] + shift) / limit).astype(np.int64)
-    _, cell = np.unique(keys, axis=0, return_inverse=True)
+    # One int64 per cell (a rare hash collision only puts two cells together: fewer merges).
+    code = keys @ (np.int64(1_000_003) ** np.arange(dims, dtype=np.int64))
+    _, cell = np.unique(code, return_inverse=True)
     cell = cell.reshape(-1)
     leader_of_cell = np.full(int(cell.max()) + 1, count, dtype=np.int64)
     np.minimum.at(leader_of_cell, cell, np.arange(count))
