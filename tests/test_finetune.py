@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from layouts import planted_prototypes, write_dino, write_ibot, write_msn
+from layouts import (planted_prototypes, write_dino, write_dinov2, write_dinov3, write_esvit, write_ibot,
+                     write_lightly, write_msn, write_sololearn)
 
 from collapse_probe import FinetuneResult, deduplicate, finetune
 from collapse_probe.checkpoints import load_state, read_checkpoint
@@ -180,6 +181,42 @@ def test_msn_prototypes_and_projections(tmp_path: Path) -> None:
     assert all(k == "prototypes" or ".fc." in k for k in changed)
     # BatchNorm running statistics are used, never updated
     assert "target_encoder.module.fc.bn1.running_mean" not in changed
+
+
+@pytest.mark.parametrize("layout", ["dinov2", "dinov3", "esvit", "lightly", "lightly-single",
+                                    "solo-learn", "dino-resnet50"])
+def test_every_dino_like_layout(tmp_path: Path, layout: str) -> None:
+    protos, _ = planted_prototypes(8, 4, D, seed=7)
+    path = tmp_path / "in.pth"
+    dim = FEATURE_DIM
+    if layout == "dinov2":  # teacher only: the student starts as its copy
+        write_dinov2(path, prototypes=protos, ibot_prototypes=protos)
+    elif layout == "dinov3":
+        write_dinov3(path, prototypes=protos)
+    elif layout == "esvit":
+        write_esvit(path, prototypes=protos)
+    elif layout == "lightly":
+        write_lightly(path, heads={"student_head": protos, "teacher_head": protos})
+    elif layout == "lightly-single":
+        write_lightly(path, heads={"projection_head": protos}, lightning=True)
+    elif layout == "solo-learn":
+        write_sololearn(path, prototypes=protos)
+        dim = 32  # its ResNet backbone
+    else:
+        write_dino(path, prototypes=protos, backbone="resnet50", form="plain")
+        dim = 32
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((48, 2, dim)).astype(np.float32)
+    result = finetune(path, features, out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
+    assert list(old) == list(new)
+    changed = {k for k in old if isinstance(old[k], torch.Tensor) and not torch.equal(old[k], new[k])}
+    assert changed and changed <= set(result.written_keys)
+    for key in old:
+        if key not in result.written_keys:
+            assert_same(old[key], new[key], key)
+    expected = 1 if layout in ("dinov2", "dinov3", "lightly-single") else 2
+    assert len(result.networks) == expected
 
 
 def test_errors(collapsed: Path, tmp_path: Path) -> None:

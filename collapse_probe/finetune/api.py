@@ -3,7 +3,6 @@ KoLeo-Proto, on frozen-backbone features, and write a new checkpoint in the same
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -124,7 +123,9 @@ def finetune(
         return rebuild_head(state, format=fmt, head=head, temperature=msn_temperature)
 
     teacher = build(teacher_state)
-    student = build(student_state) if student_state is not None else copy.deepcopy(teacher)
+    # Without a student in the file, it starts as a copy of the teacher (rebuilt, not deep-copied:
+    # old weight-norm modules cannot be deep-copied).
+    student = build(student_state if student_state is not None else teacher_state)
     if fmt == "msn":
         student.prototype_matrix = teacher.prototype_matrix  # one set, trained by gradient
     _check_dims(teacher, student, array)
