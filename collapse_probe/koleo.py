@@ -77,7 +77,8 @@ def prototype_weight(weight_or_layer: Any) -> torch.Tensor:
         g = getattr(module, "weight_g", None)
         v = getattr(module, "weight_v", None)
         if isinstance(g, torch.Tensor) and isinstance(v, torch.Tensor):
-            weight = torch._weight_norm(v, g, 0)
+            # w_k = g_k * v_k / ||v_k|| (weight_norm's default dim=0: one gain per row)
+            weight = g.reshape(-1, 1) * v / v.norm(dim=1, keepdim=True)
         elif isinstance(getattr(module, "weight", None), torch.Tensor):
             # plain Linear, or a parametrized one (reading .weight recomputes it)
             weight = module.weight
