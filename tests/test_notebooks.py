@@ -89,25 +89,52 @@ def _text(notebook) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
-def test_notebook_runs_on_the_bundled_examples(path, kernel_specs, tmp_path, monkeypatch):
+def execute(path: Path, kernel_specs, workdir: Path, monkeypatch, *, cache: Path) -> str:
+    """Run ``path`` in a fresh kernel (quick mode, cache ``cache``); return its text outputs."""
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    # The kernel inherits this environment: quick mode, an empty cache (so no released checkpoint
-    # is found and nothing is downloaded), the repository importable, no GUI backend.
+    # The kernel inherits this environment: quick mode, its own cache (nothing is downloaded),
+    # the repository importable, no GUI backend.
     monkeypatch.setenv("COLLAPSE_PROBE_NOTEBOOK_QUICK", "1")
-    monkeypatch.setenv("COLLAPSE_PROBE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLLAPSE_PROBE_CACHE", str(cache))
     monkeypatch.delenv("COLLAPSE_PROBE_NOTEBOOK_DOWNLOAD", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     notebook = nbformat.read(path, as_version=4)
     manager = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_specs)
     client = NotebookClient(notebook, km=manager, timeout=600, allow_errors=False,
-                            resources={"metadata": {"path": str(tmp_path)}})
+                            resources={"metadata": {"path": str(workdir)}})
     client.execute()
-    text = _text(notebook)
-    for pattern in EXPECTED[path.name]:
-        assert re.search(pattern, text), f"{path.name}: {pattern!r} not in the outputs:\n{text[:3000]}"
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{path.name} shows no figure"
+    return _text(notebook)
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+def test_notebook_runs_on_the_bundled_examples(path, kernel_specs, tmp_path, monkeypatch):
+    text = execute(path, kernel_specs, tmp_path, monkeypatch, cache=tmp_path / "empty-cache")
+    for pattern in EXPECTED[path.name]:
+        assert re.search(pattern, text), f"{path.name}: {pattern!r} not in the outputs:\n{text[:3000]}"
+    if path.name.startswith("03_"):
+        # The repair works: KoLeo-Proto separates more of the 20 planted groups than the loss alone.
+        alone = int(re.search(r"^DINO loss only\s+(\d+)", text, re.M).group(1))
+        koleo = int(re.search(r"^DINO \+ KoLeo-Proto\s+(\d+)", text, re.M).group(1))
+        assert koleo > 2 * alone >= 2 * 20
+
+
+def test_family_notebook_measures_a_release_found_in_the_cache(kernel_specs, tmp_path, monkeypatch):
+    from collapse_probe.examples.synthetic import write_synthetic_dino
+    from collapse_probe.zoo import ZOO
+
+    # A stand-in for the released DINO ViT-S/16 file, where `zoo fetch` would have put it.
+    zoo = tmp_path / "cache" / "zoo"
+    zoo.mkdir(parents=True)
+    write_synthetic_dino(zoo / ZOO["dino_vits16"].filename, num_prototypes=640, num_groups=16, dim=16)
+    text = execute(NOTEBOOKS / "02_compare_the_dino_family.ipynb", kernel_specs, tmp_path, monkeypatch,
+                   cache=tmp_path / "cache")
+    assert "MEASURED: released checkpoints found in the cache (dino_vits16)." in text
+    assert "NOT THE PAPER'S MODELS" not in text
+    assert "| DINO ViT-S/16 | 65536 | 1078 | 1.6 | 16 | 2.5 | released `dino_vits16` |" in text
+    assert "| DINO ResNet-50 | 60000 | 984 | 1.6 | - | - | not in the cache |" in text
+    assert "bundled example" not in text
