@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 
-def _unit_rows(vectors: np.ndarray | PrototypeSet, *, chunk: int = 65536) -> np.ndarray:
+def _unit_rows(vectors: np.ndarray | PrototypeSet, *, chunk: int = 8192) -> np.ndarray:
     """(K, D) float32 unit rows, bit for bit as :meth:`PrototypeSet.from_array` makes them.
 
     Row by row in chunks, so a 1M x 256 head never needs a 2 GiB float64 copy.

@@ -48,7 +48,7 @@ def exact_cosines(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np
 
 
 def decide_pairs(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray, cosine: float,
-                 *, chunk: int = 65536) -> np.ndarray:
+                 *, chunk: int = 8192) -> np.ndarray:
     """(n,) bool: which pairs (rows[i], cols[i]) are duplicates at ``cosine`` (exact decision)."""
     out = np.empty(rows.size, dtype=bool)
     for start in range(0, rows.size, chunk):
@@ -58,7 +58,7 @@ def decide_pairs(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray, cosine
 
 
 def exact_distances(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                    *, chunk: int = 65536) -> np.ndarray:
+                    *, chunk: int = 8192) -> np.ndarray:
     """(n,) float64 Euclidean distances ||x_rows[i] - x_cols[i]|| of the float32 rows."""
     out = np.empty(rows.size, dtype=np.float64)
     for start in range(0, rows.size, chunk):
@@ -68,7 +68,7 @@ def exact_distances(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     return out
 
 
-def row_distances(vectors: np.ndarray, rows: np.ndarray, point: int, *, chunk: int = 65536) -> np.ndarray:
+def row_distances(vectors: np.ndarray, rows: np.ndarray, point: int, *, chunk: int = 8192) -> np.ndarray:
     """(n,) float64 distances from ``vectors[point]`` to each of ``vectors[rows]``."""
     centre = vectors[point].astype(np.float64)
     out = np.empty(rows.size, dtype=np.float64)
@@ -78,7 +78,7 @@ def row_distances(vectors: np.ndarray, rows: np.ndarray, point: int, *, chunk: i
     return out
 
 
-def squared_norm_range(vectors: np.ndarray, *, chunk: int = 65536) -> tuple[float, float]:
+def squared_norm_range(vectors: np.ndarray, *, chunk: int = 8192) -> tuple[float, float]:
     """(min, max) of the float64 squared row norms: 1 up to float32 rounding."""
     low, high = np.inf, -np.inf
     for start in range(0, vectors.shape[0], chunk):

@@ -67,7 +67,9 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
     for band in bands:
         if cluster:
             limit = band.sure if method == "components" else band.sure / 2.0
-            nodes = grid_merge(vectors, projection.coords, nodes, limit)
+            # Two shifted grids: a group cut by a cell border in one is whole in the other.
+            for seed in (0, 1):
+                nodes = grid_merge(vectors, projection.coords, nodes, limit, seed=seed)
             nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=block_size)
         covers.append(nodes)
     runs = _runs(covers)

@@ -45,7 +45,7 @@ class Projection:
 
 
 def principal_projection(vectors: np.ndarray, dim: int, *, norm_max: float = 1.0 + 1e-5,
-                         seed: int = 0, chunk: int = 65536) -> Projection:
+                         seed: int = 0, chunk: int = 8192) -> Projection:
     """Project (K, D) float32 rows onto their top ``dim`` uncentred principal directions.
 
     ``norm_max`` bounds every row's squared norm.
