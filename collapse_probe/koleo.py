@@ -258,6 +258,7 @@ def _build_module_class() -> Any:
                     f"num_anchors={self.num_anchors}, jitter={self.jitter:g}")
 
     KoLeoProtoLoss.__module__ = __name__
+    KoLeoProtoLoss.__qualname__ = "KoLeoProtoLoss"  # importable by name (pickling, repr)
     return KoLeoProtoLoss
 
 
