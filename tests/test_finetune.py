@@ -234,3 +234,11 @@ def test_errors(collapsed: Path, tmp_path: Path) -> None:
     with pytest.raises(CollapseProbeError):
         finetune(collapsed, tmp_path / "nope.npy", out=tmp_path / "o.pth", steps=1)
     assert not (tmp_path / "o.pth").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_device(collapsed: Path, tmp_path: Path) -> None:
+    result = finetune(collapsed, clustered_views(64), out=tmp_path / "o.pth", steps=5, batch_size=16,
+                      lr=1e-3, device="cuda")
+    assert result.settings["device"] == "cuda"
+    assert read_checkpoint(tmp_path / "o.pth").heads[0].num_prototypes == K
