@@ -41,6 +41,8 @@ EXPECTED: dict[str, list[str]] = {
         r"DINO \+ KoLeo-Proto: unique at eps 0\.025 before -> after",
         r"collapsed \(input\)\s+20\s+20\s+20\s+20\s+20",
         r"KoLeo-Proto term: first step",
+        r"trained on digits, dino-digits-koleo: \d+/\d+ unique at eps 0\.025"
+        r"|The trained digits examples are not part of this installation: skipped\.",
     ],
 }
 
