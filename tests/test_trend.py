@@ -164,3 +164,25 @@ def test_the_package_name_is_callable_as_the_function(run_folder):
 
     report = collapse_probe.trend(run_folder / "checkpoint.pth", eps=0.025)
     assert [h.unique for e in report.entries for h in e.heads] == [(12,)]
+
+
+def test_two_heads_give_one_line_per_head_and_threshold(tmp_path):
+    from layouts import write_esvit
+
+    for epoch, (view, dense) in enumerate([(40, 120), (10, 60)]):
+        path = write_esvit(tmp_path / f"checkpoint{epoch:04d}.pth",
+                           prototypes=planted_prototypes(view, K // view, D, seed=epoch)[0],
+                           dense_prototypes=planted_prototypes(dense, K // dense, D, seed=9 + epoch)[0])
+        state = torch.load(path, weights_only=False)
+        del state["epoch"]
+        torch.save(state, path)
+    report = trend(tmp_path, eps=[0.025, 0.5])
+    assert report.heads == ("head", "head_dense")
+    assert [e.epoch_source for e in report.entries] == ["name", "name"]
+    np.testing.assert_allclose(report.series("head_dense", 0.5), [120 / K, 60 / K])
+    axes = trend_figure(report).axes[0]
+    assert [line.get_label() for line in axes.lines] == [
+        "head, eps 0.025", "head, eps 0.5", "head_dense, eps 0.025", "head_dense, eps 0.5"]
+    styles = {line.get_label(): (line.get_linestyle(), line.get_color()) for line in axes.lines}
+    assert styles["head, eps 0.025"][0] != styles["head_dense, eps 0.025"][0]  # style: head
+    assert styles["head, eps 0.025"][1] == styles["head_dense, eps 0.025"][1]  # colour: eps
