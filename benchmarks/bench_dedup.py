@@ -95,13 +95,14 @@ def _union_unique(num: int, edge_blocks) -> int:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    labels = np.arange(num)
+    labels = np.arange(num)  # each prototype's representative: a prototype of its component
     for rows, cols in edge_blocks:
-        r = np.concatenate([labels[rows], np.arange(num)])
-        c = np.concatenate([labels[cols], labels])
+        r, c = labels[rows], labels[cols]
         graph = coo_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(num, num))
-        _, comp = connected_components(graph, directed=False)
-        labels = comp[labels]
+        count, comp = connected_components(graph, directed=False)
+        rep = np.full(count, num)
+        np.minimum.at(rep, comp, np.arange(num))
+        labels = rep[comp[labels]]
     return int(np.unique(labels).size)
 
 

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Principal directions kept for the cheap bound and for clustering.
 PROJECTION_DIM = 16
+#: Nodes per leader-clustering step (its cost grows with the square of this).
+_MERGE_BLOCK = 1024
 
 
 def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, method: str,
@@ -70,7 +72,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
             # Two shifted grids: a group cut by a cell border in one is whole in the other.
             for seed in (0, 1):
                 nodes = grid_merge(vectors, projection.coords, nodes, limit, seed=seed)
-            nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=block_size)
+            nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=_MERGE_BLOCK)
         covers.append(nodes)
     runs = _runs(covers)
     log.debug("dedup: covers %s built in %.3f s", [c.count for c in covers], time.process_time() - clock)
