@@ -23,6 +23,7 @@ def test_watch_audits_complete_checkpoints_and_leaves_a_half_written_one_pending
     result = runner.invoke(app, ["watch", str(run), "--interval", "0.01", "--out", str(out),
                                  "--eps", "0.025", "--max-polls", "3"], env=ENV)
     assert result.exit_code == 0, result.output
+    assert result.stdout.count("found ") == 2  # announced once each, not on every poll
     assert "audited " in result.stdout and "checkpoint0000.pth: epoch 100: head 12/120 unique" in result.stdout
     assert "stopped after 3 polls: 1 checkpoints audited, 1 pending, 0 failed." in result.stdout
     assert "pending (not complete or not readable yet): " in result.stdout

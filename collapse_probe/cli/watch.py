@@ -47,7 +47,13 @@ def watch_command(
 
         console = stdout_console()
 
+        announced: set[str] = set()
+
         def on_event(event) -> None:  # noqa: ANN001 - WatchEvent, imported lazily
+            if event.kind == "new" and event.path not in announced:
+                announced.add(event.path)
+                console.print(f"found {event.path}: waiting until it is completely written",
+                              highlight=False)
             if event.kind in ("audited", "failed"):
                 label = "audited" if event.kind == "audited" else "FAILED"
                 console.print(f"{label} {event.path}: {event.message}", highlight=False)
