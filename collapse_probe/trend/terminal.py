@@ -15,11 +15,13 @@ __all__ = ["render_trend"]
 def render_trend(report: TrendReport, *,
                  title: str = "unique prototypes over training, per threshold") -> RenderableType:
     from rich import box
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{title}  [dim]({report.method}, {report.network})[/dim]",
-                  title_justify="left", box=box.SIMPLE_HEAD,
-                  padding=(0, 1), collapse_padding=True, show_edge=False)
+    # The title is a line of its own: a table title would wrap at the (narrow) table's width.
+    heading = Text.assemble(title, (f"  ({report.method}, {report.network})", "dim"))
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, show_edge=False)
     table.add_column("epoch", justify="right", no_wrap=True)
     table.add_column("checkpoint", no_wrap=True)
     table.add_column("head", no_wrap=True)
@@ -40,4 +42,4 @@ def render_trend(report: TrendReport, *,
             table.add_row(epoch if i == 0 else "", name if i == 0 else "", head.name,
                           str(head.num_prototypes), *cells,
                           end_section=len(entry.heads) > 1 and i == len(entry.heads) - 1)
-    return table
+    return Group(heading, table)
