@@ -186,8 +186,11 @@ def test_msn_projection_and_cosine_logits() -> None:
     check(head, z, unit(z) @ unit(protos).T / 0.1, state | {"prototypes": protos})
     with_key = rebuild_head(state | {"prototypes": protos}, format="msn", temperature=0.2)
     torch.testing.assert_close(with_key(X), unit(z) @ unit(protos).T / 0.2)
+    embed_only = rebuild_head(state, format="msn")  # the encoder state alone: embeddings only
+    torch.testing.assert_close(embed_only.embed(X), z)
     with pytest.raises(CheckpointError, match="prototypes"):
-        rebuild_head(state, format="msn")
+        embed_only(X)
+    assert "prototypes" not in embed_only.to_state()
 
 
 def test_msn_without_batchnorm() -> None:

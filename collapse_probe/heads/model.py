@@ -41,7 +41,7 @@ class PrototypeHead(nn.Module):
     """
 
     def __init__(self, spec: HeadSpec, mlp: nn.Module | None, mlp_keys: Mapping[str, str],
-                 last: nn.Module | torch.Tensor, last_keys: Mapping[str, str], form: str,
+                 last: nn.Module | torch.Tensor | None, last_keys: Mapping[str, str], form: str,
                  dtypes: Mapping[str, torch.dtype], *, temperature: float = 0.1) -> None:
         super().__init__()
         self.spec = spec
@@ -55,7 +55,8 @@ class PrototypeHead(nn.Module):
             self._keys.update({f"last_layer.{k}": v for k, v in last_keys.items()})
         else:
             self.last_layer = None
-            self.prototype_matrix = nn.Parameter(last)
+            # None: an MSN projection read without its top-level prototypes (embed only)
+            self.prototype_matrix = None if last is None else nn.Parameter(last)
             self._keys.update({"prototype_matrix": v for v in last_keys.values()})
         self._dtypes = dict(dtypes)
 
@@ -76,7 +77,7 @@ class PrototypeHead(nn.Module):
         z = nn.functional.normalize(self.embed(features), dim=-1, p=2, eps=NORMALIZE_EPS)
         if self.last_layer is not None:
             return self.last_layer(z)
-        protos = nn.functional.normalize(self.prototype_matrix, dim=-1, p=2, eps=NORMALIZE_EPS)
+        protos = nn.functional.normalize(self.prototypes(), dim=-1, p=2, eps=NORMALIZE_EPS)
         return z @ protos.T / self.temperature
 
     def prototypes(self) -> torch.Tensor:
@@ -85,6 +86,9 @@ class PrototypeHead(nn.Module):
 
         if self.last_layer is not None:
             return prototype_weight(self.last_layer)
+        if self.prototype_matrix is None:
+            raise CheckpointError("this MSN head was rebuilt without its prototypes (embed only): "
+                                  "pass prototypes= (the file's top-level 'prototypes').")
         return self.prototype_matrix
 
     def prototype_layer(self) -> nn.Module | torch.Tensor:
@@ -148,16 +152,18 @@ def rebuild_head(state: Mapping[str, Any], *, format: str, head: str | None = No
     mlp, mlp_keys = build_mlp(state, spec.mlp_prefix, activation=spec.activation) if spec.mlp_prefix else (None, {})
     dtypes = {original: state[original].dtype for original in mlp_keys.values()}
     if spec.logits == "cosine":
+        # MSN keeps its prototypes at the top level of the file, outside the network state:
+        # without them the head can still embed (forward and prototypes() then raise).
         matrix = state.get(spec.last_prefix, prototypes)
-        if matrix is None:
-            raise CheckpointError("MSN prototypes are a top-level tensor: pass prototypes= (the "
-                                  "file's 'prototypes') or include it in the state.")
-        matrix = matrix.detach()
-        if matrix.ndim != 2:
-            raise CheckpointError(f"MSN prototypes must be (K, D), got shape {tuple(matrix.shape)}.")
-        last: nn.Module | torch.Tensor = matrix.to(device="cpu", dtype=torch.float32).clone()
-        last_keys, form = {"prototype_matrix": spec.last_prefix}, "raw"
-        dtypes[spec.last_prefix] = matrix.dtype
+        last: nn.Module | torch.Tensor | None = None
+        last_keys, form = {}, "raw"
+        if matrix is not None:
+            matrix = matrix.detach()
+            if matrix.ndim != 2:
+                raise CheckpointError(f"MSN prototypes must be (K, D), got shape {tuple(matrix.shape)}.")
+            last = matrix.to(device="cpu", dtype=torch.float32).clone()
+            last_keys = {"prototype_matrix": spec.last_prefix}
+            dtypes[spec.last_prefix] = matrix.dtype
     else:
         last, last_keys, form = build_last_layer(state, spec.last_prefix)
         dtypes.update({original: state[original].dtype for original in last_keys.values()})
@@ -166,7 +172,8 @@ def rebuild_head(state: Mapping[str, Any], *, format: str, head: str | None = No
         load_exact(built.mlp, state, mlp_keys)
     if isinstance(last, nn.Module):
         load_exact(last, state, last_keys)
-    _check_shapes(built, spec)
+    if last is not None:
+        _check_shapes(built, spec)
     return built.float().eval()
 
 
