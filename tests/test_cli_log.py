@@ -29,6 +29,8 @@ def test_collapsed_log_with_k_from_a_sibling_checkpoint(tmp_path):
     assert "K = 128 from args.out_dim" in result.stdout
     assert "verdict: FULL COLLAPSE: train_loss within 0.05 of ln(128) = 4.852 for the last 6 epochs" in result.stdout
     assert "+0.0010" in result.stdout  # loss - ln(K) column
+    folder = runner.invoke(app, ["log", str(tmp_path)], env=ENV)  # the run's folder
+    assert folder.exit_code == 0 and "FULL COLLAPSE" in folder.stdout
 
 
 def test_healthy_log_with_explicit_k_and_row_limit(tmp_path):

@@ -14,7 +14,8 @@ __all__ = ["register"]
 
 
 def log_command(
-    log_file: Path = typer.Argument(..., metavar="LOG", help="The run's log.txt (JSON lines)."),
+    log_file: Path = typer.Argument(..., metavar="LOG",
+                                    help="The run's log.txt (JSON lines), or its output folder."),
     num_prototypes: Optional[int] = typer.Option(
         None, "--num-prototypes", "-k", metavar="K",
         help="K, the number of prototypes. Default: args.out_dim of a checkpoint beside the log."),
@@ -40,12 +41,13 @@ def log_command(
         from ..errors import InputError
         from ..trend import detect_plateau, prototypes_from_run, read_training_log
 
-        training_log = read_training_log(log_file)
+        log_path = log_file / "log.txt" if log_file.is_dir() else log_file
+        training_log = read_training_log(log_path)
         k, patch_k, k_source = num_prototypes, num_patch_prototypes, "--num-prototypes"
         if k is None:
-            found = prototypes_from_run(log_file.parent)
+            found = prototypes_from_run(log_path.parent)
             if found is None:
-                raise InputError(f"K unknown: no checkpoint beside {log_file} records args.out_dim; "
+                raise InputError(f"K unknown: no checkpoint beside {log_path} records args.out_dim; "
                                  "pass --num-prototypes K.")
             k, found_patch = found
             patch_k = patch_k if patch_k is not None else found_patch
@@ -59,7 +61,7 @@ def log_command(
         hidden = 0
         if rows > 0 and len(shown) > rows:
             hidden, shown = len(shown) - rows, shown[-rows:]
-        console.print(f"{log_file}: {training_log.kind} log, {len(training_log.entries)} epochs, "
+        console.print(f"{log_path}: {training_log.kind} log, {len(training_log.entries)} epochs, "
                       f"K = {k} from {k_source}", highlight=False)
         table = Table()
         table.add_column("epoch", justify="right")
