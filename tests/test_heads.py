@@ -208,6 +208,14 @@ def test_swav_projection_head() -> None:
     check(rebuild_head(state, format="swav"), z, unit(z) @ state["prototypes.weight"].T, state)
 
 
+def test_swav_multi_prototypes() -> None:
+    state = linear("projection_head", BOTTLENECK, D_IN) | {"prototypes.prototypes0.weight": rand(K, BOTTLENECK),
+                                                           "prototypes.prototypes1.weight": rand(7, BOTTLENECK)}
+    z = ref_linear(X, state, "projection_head")
+    head = rebuild_head(state, format="swav", head="prototypes1")
+    check(head, z, unit(z) @ state["prototypes.prototypes1.weight"].T, state)
+
+
 def test_half_precision_round_trip_keeps_dtype() -> None:
     state = {k: v.half() for k, v in (dino_mlp_state("head.mlp") | last_layer("head.last_layer", "old")).items()}
     head = rebuild_head(state, format="dino")

@@ -12,7 +12,8 @@ Facts from each method's public training code:
   GELU ``fc.fc3``) and a top-level ``prototypes`` tensor; logits are
   ``normalize(z) @ normalize(prototypes).T / temperature``.
 * SwAV: ``projection_head`` (Linear BatchNorm1d ReLU Linear, or one Linear) then L2
-  normalisation and the plain ``prototypes`` Linear.
+  normalisation and the plain ``prototypes`` Linear (``prototypes.prototypes<i>`` for
+  several sets of prototypes).
 
 Layer shapes always come from the tensors.
 """
@@ -86,7 +87,9 @@ def head_spec(format: str, head: str, keys: object = ()) -> HeadSpec:  # noqa: A
     if format == "msn":
         return HeadSpec(format, "prototypes", "fc", "prototypes", logits="cosine")
     if format == "swav":
-        return HeadSpec(format, head, "projection_head", head, activation="relu")
+        # one ``prototypes`` Linear, or MultiPrototypes: ``prototypes.prototypes<i>``
+        last = head if head == "prototypes" else f"prototypes.{head}"
+        return HeadSpec(format, head, "projection_head", last, activation="relu")
     raise fail("format", expected="a format with a prototype head (" + ", ".join(
         [*_DINO_LIKE, "lightly", "msn", "swav"]) + ")", got=repr(format),
         hint="Raw arrays and key mode have no head MLP to rebuild.")
