@@ -66,7 +66,8 @@ def test_finetune_writes_checkpoint_and_json(files: Path) -> None:
 
 def test_human_output(files: Path) -> None:
     result = run(str(files / "in.pth"), "--features", str(files / "views.npy"), "--out",
-                 str(files / "out2.pth"), "--steps", "5", "--batch-size", "16", "--koleo-weight", "0")
+                 str(files / "out2.pth"), "--steps", "5", "--batch-size", "16", "--koleo-weight", "0",
+                 "--koleo-anchors", "16")
     assert result.exit_code == 0, result.output
     assert "before" in result.stdout and "after" in result.stdout and "loss" in result.stdout
     assert "koleo weight 0," in result.stdout

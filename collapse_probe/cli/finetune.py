@@ -53,6 +53,9 @@ def finetune_command(
     teacher_momentum: Annotated[float, typer.Option(
         "--teacher-momentum", help="Start of the teacher EMA momentum (cosine to 1).")] = 0.996,
     teacher_temp: Annotated[float, typer.Option("--teacher-temp", help="DINO teacher temperature.")] = 0.04,
+    koleo_anchors: Annotated[Optional[int], typer.Option(
+        "--koleo-anchors", help="KoLeo-Proto on this many random anchors per step (unbiased, "
+                                "cheaper for large K); all prototypes by default.")] = None,
     log_every: Annotated[int, typer.Option("--log-every", help="Print the losses every N steps.")] = 50,
     trust_checkpoint: Trust = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-step lines.")] = False,
@@ -76,7 +79,8 @@ def finetune_command(
         result = finetune(checkpoint, features, out=out, koleo_weight=koleo_weight, steps=steps,
                           batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
                           head=head, trust=trust_checkpoint, teacher_momentum=teacher_momentum,
-                          teacher_temp=teacher_temp, log_every=log_every, on_log=on_log)
+                          teacher_temp=teacher_temp, koleo_anchors=koleo_anchors,
+                          log_every=log_every, on_log=on_log)
         if not rank0:
             return
         _render(console, result)
