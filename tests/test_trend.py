@@ -45,6 +45,19 @@ def test_epoch_from_name(name, epoch):
 def test_latest_names():
     assert is_latest_name("checkpoint.pth") and is_latest_name("last.ckpt")
     assert not is_latest_name("checkpoint0040.pth") and not is_latest_name("final.pth")
+    assert not is_latest_name("eval/training_2499/teacher_checkpoint.pth")
+
+
+def test_dinov2_eval_folders_give_the_step_and_sort_numerically():
+    paths = [f"eval/training_{step}/teacher_checkpoint.pth" for step in (12499, 2499, 24999)]
+    located = [locate(p, epoch_entry=None) for p in paths]
+    assert [(c.epoch, c.epoch_source) for c in located] == [(12499, "folder"), (2499, "folder"),
+                                                          (24999, "folder")]
+    assert [c.epoch for c in order_checkpoints(located)] == [2499, 12499, 24999]
+    # A number in the file name, or a latest-state name, is not overridden by the folder.
+    assert locate("run_7/checkpoint0040.pth", epoch_entry=None).epoch == 40
+    assert locate("eval/training_7/checkpoint.pth", epoch_entry=None).epoch_source == "none"
+    assert locate("run1/final.pth", epoch_entry=None).epoch_source == "none"  # not a step folder
 
 
 def _run(*items: tuple[str, int | None, bool]) -> list[RunCheckpoint]:
@@ -186,3 +199,18 @@ def test_two_heads_give_one_line_per_head_and_threshold(tmp_path):
     styles = {line.get_label(): (line.get_linestyle(), line.get_color()) for line in axes.lines}
     assert styles["head, eps 0.025"][0] != styles["head_dense, eps 0.025"][0]  # style: head
     assert styles["head, eps 0.025"][1] == styles["head_dense, eps 0.025"][1]  # colour: eps
+
+
+def test_trend_of_dinov2_eval_folders_is_over_steps(tmp_path):
+    from layouts import write_dinov2
+
+    files = []
+    for step, groups in ((12499, 20), (2499, 60)):
+        folder = tmp_path / "eval" / f"training_{step}"
+        folder.mkdir(parents=True)
+        files.append(write_dinov2(folder / "teacher_checkpoint.pth",
+                                  prototypes=planted_prototypes(groups, K // groups, D, seed=step)[0]))
+    report = trend(files, eps=0.025)
+    assert [e.epoch for e in report.entries] == [2499, 12499]
+    assert report.x_label == "step (from folder names)"
+    np.testing.assert_allclose(report.series(report.heads[0], 0.025), [60 / K, 20 / K])

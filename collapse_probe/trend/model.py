@@ -41,7 +41,7 @@ class TrendEntry:
     Attributes:
         path: the file that was read.
         epoch: its epoch, None when unknown (see :mod:`collapse_probe.trend.ordering`).
-        epoch_source: ``checkpoint``, ``name`` or ``none``.
+        epoch_source: ``checkpoint``, ``name``, ``folder`` or ``none``.
         heads: one TrendHead per head of the checkpoint.
         size_bytes, mtime_ns: the file's size and modification time when it was audited
             (a watcher audits ``checkpoint.pth`` again each time it is rewritten).
@@ -81,7 +81,12 @@ class TrendReport:
 
     @property
     def x_label(self) -> str:
-        return "epoch" if self.by_epoch else "checkpoint (run order)"
+        if not self.by_epoch:
+            return "checkpoint (run order)"
+        sources = {e.epoch_source for e in self.entries}
+        if "folder" not in sources:
+            return "epoch"
+        return "step (from folder names)" if sources == {"folder"} else "epoch or step (from folder names)"
 
     def x_values(self) -> np.ndarray:
         """(N,) float64: the epoch of each entry, or its position 0..N-1 when any epoch is unknown."""

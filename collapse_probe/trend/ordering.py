@@ -3,7 +3,8 @@
 DINO-family training scripts write ``checkpoint.pth`` every epoch (the latest state) and
 ``checkpoint0040.pth`` every ``saveckp_freq`` epochs; their dict holds ``epoch``, the number
 of *completed* epochs (DINO saves ``epoch + 1``, so ``checkpoint0040.pth`` holds 41). The
-epoch of a file is that entry when present, else the number in its name, else unknown.
+epoch of a file is that entry when present, else the number in its name, else the number
+ending its folder's name (DINOv2's ``eval/training_<step>/teacher_checkpoint.pth``), else unknown.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from ..validation import fail
 
-__all__ = ["RunCheckpoint", "CHECKPOINT_SUFFIXES", "LATEST_STEMS", "epoch_from_name",
+__all__ = ["RunCheckpoint", "CHECKPOINT_SUFFIXES", "LATEST_STEMS", "epoch_from_name", "epoch_from_folder",
            "is_latest_name", "checkpoint_files", "read_epoch", "read_args", "locate", "order_checkpoints",
            "expand_inputs"]
 
@@ -26,10 +27,12 @@ log = logging.getLogger(__name__)
 #: File endings a training folder's checkpoints have.
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".pth.tar", ".ckpt")
 #: Names (without ending) of the file a training script overwrites with its latest state.
-LATEST_STEMS: frozenset[str] = frozenset({"checkpoint", "last", "latest", "teacher_checkpoint"})
+LATEST_STEMS: frozenset[str] = frozenset({"checkpoint", "last", "latest"})
 
 _EPOCH_WORD = re.compile(r"epoch[=_\-]?(\d+)", re.IGNORECASE)
 _TRAILING_DIGITS = re.compile(r"(\d+)$")
+_STEP_FOLDER = re.compile(r"(?:training|step|iter|iteration|epoch|checkpoint|ckpt)[_\-=]?(\d+)",
+                          re.IGNORECASE)
 
 
 def _stem(name: str) -> str:
@@ -44,6 +47,14 @@ def epoch_from_name(path: Path | str) -> int | None:
     (``checkpoint0040.pth`` -> 40); None when the name has neither."""
     stem = _stem(Path(path).name)
     match = _EPOCH_WORD.search(stem) or _TRAILING_DIGITS.search(stem)
+    return int(match.group(1)) if match else None
+
+
+def epoch_from_folder(path: Path | str) -> int | None:
+    """The step in the file's folder name when it is a step folder (``training_12499``, as in
+    DINOv2's ``eval/training_12499/teacher_checkpoint.pth``; also ``step_``, ``iter_``,
+    ``epoch_``, ``checkpoint_`` + digits); None otherwise (a folder ``run1`` is not a step)."""
+    match = _STEP_FOLDER.fullmatch(Path(path).parent.name)
     return int(match.group(1)) if match else None
 
 
@@ -91,7 +102,8 @@ class RunCheckpoint:
         path: the file.
         epoch: its epoch (None when unknown).
         epoch_source: where the epoch came from: ``checkpoint`` (its ``epoch`` entry),
-            ``name`` (digits in the file name) or ``none``.
+            ``name`` (digits in the file name), ``folder`` (digits ending the folder's name, a
+            step count for DINOv2's ``eval/training_<step>/``) or ``none``.
         latest: whether the name marks the run's latest state (``checkpoint.pth``).
     """
 
@@ -106,9 +118,12 @@ def locate(path: Path | str, *, epoch_entry: int | None) -> RunCheckpoint:
     path = Path(path)
     if epoch_entry is not None:
         epoch, source = epoch_entry, "checkpoint"
+    elif (epoch := epoch_from_name(path)) is not None:
+        source = "name"
+    elif not is_latest_name(path) and (epoch := epoch_from_folder(path)) is not None:
+        source = "folder"
     else:
-        epoch = epoch_from_name(path)
-        source = "name" if epoch is not None else "none"
+        epoch, source = None, "none"
     return RunCheckpoint(path=path, epoch=epoch, epoch_source=source, latest=is_latest_name(path))
 
 

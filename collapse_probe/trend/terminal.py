@@ -30,8 +30,8 @@ def render_trend(report: TrendReport, *,
         table.add_column(f"eps {threshold.eps:g}", justify="right", no_wrap=True)
     for entry in report.entries:
         epoch = "?" if entry.epoch is None else str(entry.epoch)
-        if entry.epoch_source == "name":
-            epoch += " (name)"
+        if entry.epoch_source in ("name", "folder"):
+            epoch += f" ({entry.epoch_source})"
         name = entry.path.replace("\\", "/").rsplit("/", 1)[-1]
         for i, head in enumerate(entry.heads):
             cells = []
