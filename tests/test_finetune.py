@@ -4,6 +4,7 @@ unique prototypes with KoLeo-Proto than without, input untouched."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,58 @@ def test_cuda_device(collapsed: Path, tmp_path: Path) -> None:
                       lr=1e-3, device="cuda")
     assert result.settings["device"] == "cuda"
     assert read_checkpoint(tmp_path / "o.pth").heads[0].num_prototypes == K
+
+
+# -- the pieces, against hand computations ------------------------------------------------------------
+def test_dino_objective_by_hand() -> None:
+    from collapse_probe.finetune.objectives import DinoObjective
+
+    student = torch.tensor([[[0.0, 0.1], [0.1, 0.0]]])  # (B=1, V=2, K=2)
+    teacher = torch.tensor([[[0.04, 0.0], [0.0, 0.0]]])
+    objective = DinoObjective(torch.tensor([0.0, 0.0]), num_prototypes=2, teacher_temp=0.04,
+                              student_temp=0.1, center_momentum=0.9)
+    loss = objective(student, teacher)
+    # teacher view 0: softmax([1, 0]); view 1: [0.5, 0.5]. Student view 1: softmax([1, 0]); view 0: softmax([0, 1]).
+    e = math.e
+    q0 = [e / (e + 1), 1 / (e + 1)]
+    log_s1 = [math.log(e / (e + 1)), math.log(1 / (e + 1))]
+    log_s0 = [math.log(1 / (e + 1)), math.log(e / (e + 1))]
+    expected = (-(q0[0] * log_s1[0] + q0[1] * log_s1[1]) - 0.5 * (log_s0[0] + log_s0[1])) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # center: 0.9 * 0 + 0.1 * mean teacher output over samples and views
+    torch.testing.assert_close(objective.center, torch.tensor([0.002, 0.0]))
+
+
+def test_msn_objective_by_hand() -> None:
+    from collapse_probe.finetune.objectives import MsnObjective
+
+    anchor = torch.log(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]]))  # uniform predictions
+    target = torch.log(torch.tensor([[[0.8, 0.2], [0.8, 0.2]]]))
+    loss = MsnObjective(sharpen=0.5, memax_weight=1.0)(anchor, target)
+    sharp = [0.64 / 0.68, 0.04 / 0.68]
+    expected = -(sharp[0] + sharp[1]) * math.log(0.5)  # CE against a uniform prediction; me-max term 0
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    skewed = torch.log(torch.tensor([[[0.9, 0.1], [0.9, 0.1]]]))
+    only_memax = MsnObjective(memax_weight=1.0)(skewed, skewed) - MsnObjective(memax_weight=0.0)(skewed, skewed)
+    assert only_memax.item() == pytest.approx(math.log(2) + 0.9 * math.log(0.9) + 0.1 * math.log(0.1), rel=1e-5)
+
+
+def test_teacher_momentum_schedule() -> None:
+    from collapse_probe.finetune.loop import teacher_momentum_at
+
+    assert teacher_momentum_at(0, 100, 0.996) == pytest.approx(0.996)
+    assert teacher_momentum_at(99, 100, 0.996) == pytest.approx(1.0)
+    assert teacher_momentum_at(50, 101, 0.996) == pytest.approx(0.998)
+
+
+def test_writer_replaces_shared_storage_and_refuses_unknown_tensors() -> None:
+    from collapse_probe.errors import CheckpointError
+    from collapse_probe.finetune.writer import replace_tensors
+
+    shared = torch.ones(3, 2)
+    root = {"a": {"w": shared, "twin": shared[:]}, "other": torch.zeros(2), "epoch": 3}
+    new = torch.full((3, 2), 2.0)
+    written = replace_tensors(root, [(shared, new)])
+    assert written == ["a.w", "a.twin"] and root["a"]["twin"] is new and root["epoch"] == 3
+    with pytest.raises(CheckpointError, match="not found"):
+        replace_tensors(root, [(torch.ones(1), torch.ones(1))])
