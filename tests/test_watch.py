@@ -181,3 +181,22 @@ def test_a_checkpoint_refused_as_unsafe_fails_instead_of_being_retried(tmp_path)
 
 class UnsafeThing(dict):
     """A pickled class that weights-only loading refuses."""
+
+
+def test_recursive_watch_follows_dinov2_eval_folders(tmp_path):
+    from layouts import write_dinov2
+
+    run = tmp_path / "eval"
+    (run / "training_2499").mkdir(parents=True)
+    (run / ".hidden").mkdir()
+    write_dinov2(run / "training_2499" / "teacher_checkpoint.pth",
+                 prototypes=planted_prototypes(8, 15, D)[0])
+    (run / ".hidden" / "teacher_checkpoint.pth").write_bytes(b"not looked at")
+    flat = Watcher(run, eps=0.025)
+    flat.poll()
+    assert flat.poll() == []
+    watcher = Watcher(run, recursive=True, eps=0.025)
+    watcher.poll()
+    (event,) = watcher.poll()
+    assert event.kind == "audited" and (event.entry.epoch, event.entry.epoch_source) == (2499, "folder")
+    assert event.entry.heads[0].unique == (8,)

@@ -20,6 +20,8 @@ JSONL_NAME = "trend.jsonl"
 def watch_command(
     folder: Path = typer.Argument(..., metavar="DIR", help="The training output folder to follow."),
     interval: float = typer.Option(60.0, "--interval", metavar="SECONDS", help="Seconds between polls."),
+    recursive: bool = typer.Option(False, "--recursive", "-r",
+                                   help="Also watch subfolders (DINOv2: eval/training_<step>/)."),
     settle: float = typer.Option(0.0, "--settle", metavar="SECONDS",
                                  help="Extra seconds a file must stay unchanged before it is read."),
     out: Path = typer.Option(Path("collapse-probe-trend"), "--out",
@@ -59,7 +61,7 @@ def watch_command(
                 console.print(f"{label} {event.path}: {event.message}", highlight=False)
                 sys.stdout.flush()
 
-        watcher = Watcher(folder, jsonl=out / JSONL_NAME, eps=eps or None, cosine=cosine or None,
+        watcher = Watcher(folder, recursive=recursive, jsonl=out / JSONL_NAME, eps=eps or None, cosine=cosine or None,
                           method=method.value, network=network.value, format=format, key=key,
                           trust=trust_checkpoint, interval=interval, settle_s=settle,
                           on_event=on_event)

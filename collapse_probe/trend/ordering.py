@@ -67,12 +67,19 @@ def _is_checkpoint_name(name: str) -> bool:
     return not name.startswith(".") and any(name.endswith(s) for s in CHECKPOINT_SUFFIXES)
 
 
-def checkpoint_files(folder: Path | str) -> list[Path]:
-    """The checkpoint files directly inside ``folder`` (hidden and temporary files skipped), by name."""
+def checkpoint_files(folder: Path | str, *, recursive: bool = False) -> list[Path]:
+    """The checkpoint files inside ``folder``, by path; hidden and temporary files skipped.
+
+    ``recursive``: also in its subfolders (hidden ones skipped), e.g. DINOv2's
+    ``eval/training_<step>/teacher_checkpoint.pth``.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise fail("folder", expected="a training output folder", got=repr(str(folder)))
-    return sorted(p for p in folder.iterdir() if p.is_file() and _is_checkpoint_name(p.name))
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in candidates
+                  if _is_checkpoint_name(p.name) and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def read_epoch(path: Path | str, *, trust: bool = False) -> int | None:

@@ -73,6 +73,7 @@ class Watcher:
 
     Args:
         folder: the training output folder (its direct checkpoint files are watched).
+        recursive: watch the checkpoint files of its subfolders too (DINOv2's ``eval/``).
         jsonl: the trend file to append to; earlier records there are kept and not re-audited.
             None: keep the trend in memory only.
         eps, cosine, method, network, format, key, trust: as for :func:`collapse_probe.audit`.
@@ -86,6 +87,7 @@ class Watcher:
         self,
         folder: Path | str,
         *,
+        recursive: bool = False,
         jsonl: Path | str | None = None,
         eps: float | Iterable[float] | None = None,
         cosine: float | Iterable[float] | None = None,
@@ -101,6 +103,7 @@ class Watcher:
         on_event: Callable[[WatchEvent], None] | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self.recursive = recursive
         if not self.folder.is_dir():
             raise fail("folder", expected="an existing training output folder",
                        got=repr(str(self.folder)), hint="Start the watch once training has created it.")
@@ -132,7 +135,7 @@ class Watcher:
         self.polls += 1
         now = self.clock()
         events = []
-        for path in checkpoint_files(self.folder):
+        for path in checkpoint_files(self.folder, recursive=self.recursive):
             event = self._visit(path, now)
             if event is not None:
                 events.append(event)
