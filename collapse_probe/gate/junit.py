@@ -9,6 +9,7 @@ without a floor a ``<skipped>``.
 from __future__ import annotations
 
 import datetime as _dt
+import socket
 import xml.etree.ElementTree as ET
 
 from .run import GateCheck, GateOutcome
@@ -60,7 +61,8 @@ def gate_to_junit(outcome: GateOutcome, *, timestamp: _dt.datetime | None = None
     root = ET.Element("testsuites", {"name": "collapse-probe", **counts})
     stamp = (timestamp or _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0)
     suite = ET.SubElement(root, "testsuite", {"name": SUITE_NAME, **counts,
-                                               "timestamp": stamp.isoformat()})
+                                               "timestamp": stamp.isoformat(),
+                                               "hostname": socket.gethostname() or "localhost"})
     properties = ET.SubElement(suite, "properties")
     config = outcome.config
     for name, value in (("eps", f"{config.eps:g}"), ("method", config.method),
