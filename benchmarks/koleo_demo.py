@@ -35,7 +35,11 @@ def _run(task: tuple) -> tuple:
     import torch
 
     torch.set_num_threads(1)
-    from collapse_probe.demo import TrainConfig, evaluate_run, load_digits_split, train_dino
+    from collapse_probe.demo import (
+        evaluate_run,
+        load_digits_split,
+        train_dino,
+    )
     from collapse_probe.demo.train import save_dino_checkpoint
 
     variant, long_tail, koleo_weight, seed, config, out = task
@@ -51,11 +55,16 @@ def _run(task: tuple) -> tuple:
     return (variant, koleo_weight > 0, seed), evaluate_run(result, split), config.epochs
 
 
-def _baselines(seeds: list[int], long_tail: float | None, config) -> tuple[float, float, float, float]:  # noqa: ANN001
+def _baselines(seeds: list[int], long_tail: float | None, config) -> tuple[float, float, float, float]:
     """Raw-pixel kNN and untrained (random-init) backbone kNN: (mean, std) each."""
     import torch
 
-    from collapse_probe.demo import backbone_features, build_net, knn_accuracy, load_digits_split
+    from collapse_probe.demo import (
+        backbone_features,
+        build_net,
+        knn_accuracy,
+        load_digits_split,
+    )
 
     raw, rand = [], []
     for seed in seeds:
@@ -109,16 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         results = {key: (metrics, epochs) for key, metrics, epochs in pool.map(_run, tasks)}
     wall = time.perf_counter() - started
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor()) if os.path.exists(
-        "/proc/cpuinfo") else platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor())
     print(f"DINO on sklearn digits: K={config.num_prototypes}, D={config.bottleneck_dim}, "
           f"seeds {args.seeds}, {args.epochs} epochs (long tail: same step count), "
           f"KoLeo-Proto lambda={args.koleo_weight:g}")
     print(f"machine: {cpu}, {os.cpu_count()} cores; wall time {wall:.0f} s for {len(tasks)} runs")
     print()
-    header = ("| data | method | unique @0.025 | unique @0.1 | util. @0.1 % | used | kNN % | "
-              "tail kNN % | loss first -> last | s/run |")
+    header = ("| data | method | student unique @0.025 | student unique @0.1 | teacher unique @0.025 "
+              "| teacher unique @0.1 | used | kNN % | tail kNN % | loss first -> last | s/run |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for variant, long_tail in variants:
@@ -128,14 +138,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {variant} | {name} "
                   f"| {_pm([r.unique_student[0] for r in runs])} "
                   f"| {_pm([r.unique_student[1] for r in runs])} "
-                  f"| {_pm([100 * r.unique_student[1] / r.num_prototypes for r in runs])} "
+                  f"| {_pm([r.unique_teacher[0] for r in runs])} "
+                  f"| {_pm([r.unique_teacher[1] for r in runs])} "
                   f"| {_pm([r.used for r in runs])} "
                   f"| {_pm([100 * r.knn for r in runs])} "
                   f"| {_pm([100 * r.knn_tail for r in runs]) if long_tail else '-'} "
                   f"| {np.mean([r.first_loss for r in runs]):.2f} -> {_pm([r.final_loss for r in runs], '{:.2f}')} "
                   f"| {np.mean([r.seconds for r in runs]):.0f} |")
     print()
-    print("unique: student prototypes, components at eps; teacher (the EMA) in brackets per seed:")
+    print(f"of K = {config.num_prototypes}; unique = components at eps (collapse_probe.sweep); "
+          "used = teacher prototypes that are the argmax for a held-out image. Per run:")
     for (variant, koleo, seed), (r, epochs) in sorted(results.items()):
         print(f"  {variant:14s} {'koleo' if koleo else 'plain'} seed {seed}: epochs {epochs}, "
               f"student {r.unique_student}, teacher {r.unique_teacher}, used {r.used}, "

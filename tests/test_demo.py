@@ -28,8 +28,8 @@ def images() -> np.ndarray:
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(num_prototypes=K, epochs=2, batch_size=32, warmup_epochs=1,
-                freeze_last_layer_epochs=0, seed=3)
+    base = {"num_prototypes": K, "epochs": 2, "batch_size": 32, "warmup_epochs": 1,
+            "freeze_last_layer_epochs": 0, "seed": 3}
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -138,3 +138,19 @@ def test_bad_config_is_a_typed_error(images) -> None:
         train_dino(images, config=_config(koleo_weight=-1.0))
     with pytest.raises(InputError):
         train_dino(images[:10], config=_config())
+
+
+def test_shipped_digits_checkpoints_show_the_repair() -> None:
+    from collapse_probe.checkpoints import load_prototypes
+    from collapse_probe.dedup import deduplicate
+    from collapse_probe.examples import example_path
+
+    unique = {}
+    for name in ("dino-digits", "dino-digits-koleo"):
+        (head,) = load_prototypes(example_path(name), network="student")
+        assert head.num_prototypes == 1024 and head.dim == 64
+        assert example_path(name).stat().st_size < 5_000_000
+        unique[name] = deduplicate(head, eps=0.1).unique
+    # plain DINO collapsed partially; KoLeo-Proto kept (nearly) every prototype distinct
+    assert unique["dino-digits"] < 0.9 * 1024
+    assert unique["dino-digits-koleo"] > unique["dino-digits"] + 100

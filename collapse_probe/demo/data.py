@@ -55,7 +55,7 @@ def long_tail_indices(labels: np.ndarray, *, imbalance: float, seed: int) -> np.
     keep = []
     for rank, c in enumerate(classes):
         members = np.flatnonzero(labels == c)
-        count = max(1, int(round(n_max * imbalance ** (rank / max(1, classes.size - 1)))))
+        count = max(1, round(n_max * imbalance ** (rank / max(1, classes.size - 1))))
         keep.append(rng.choice(members, size=count, replace=False))
     return np.sort(np.concatenate(keep)).astype(np.int64)
 

@@ -11,7 +11,7 @@ from .data import DigitsSplit
 from .knn import backbone_features, knn_accuracy
 from .train import TrainResult
 
-__all__ = ["RunMetrics", "evaluate_run", "EVAL_EPS"]
+__all__ = ["EVAL_EPS", "RunMetrics", "evaluate_run"]
 
 log = logging.getLogger(__name__)
 

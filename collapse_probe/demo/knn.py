@@ -8,7 +8,7 @@ import numpy as np
 
 from ..validation import fail
 
-__all__ = ["KnnResult", "knn_accuracy", "backbone_features"]
+__all__ = ["KnnResult", "backbone_features", "knn_accuracy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,7 +30,7 @@ class KnnResult:
         return float(np.nanmean(self.per_class[list(classes)]))
 
 
-def backbone_features(net, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:  # noqa: ANN001
+def backbone_features(net, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
     """(N, H, W) images -> (N, F) float32 features of ``net.backbone`` (no augmentation)."""
     import torch
 

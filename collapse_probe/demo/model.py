@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DinoHead", "DinoNet", "build_net"]
+__all__ = ["build_net"]  # DinoHead, DinoNet: built lazily, see __getattr__
 
 
 @cache
-def _modules():  # noqa: ANN202 - torch is imported lazily
-    import torch
+def _modules():
     import torch.nn.functional as F
     from torch import nn
 
@@ -92,13 +91,13 @@ def _modules():  # noqa: ANN202 - torch is imported lazily
 
 
 def build_net(num_prototypes: int, *, feature_dim: int = 128, hidden_dim: int = 256,
-              bottleneck_dim: int = 64):  # noqa: ANN201 - returns a torch module
+              bottleneck_dim: int = 64):
     """A fresh :class:`DinoNet` with ``num_prototypes`` prototypes of dimension ``bottleneck_dim``."""
     return _modules()[2](num_prototypes, feature_dim=feature_dim, hidden_dim=hidden_dim,
                          bottleneck_dim=bottleneck_dim)
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy torch classes
+def __getattr__(name: str):
     if name in ("DinoHead", "DinoNet", "WeightNormLinear"):
         return dict(zip(("WeightNormLinear", "DinoHead", "DinoNet"), _modules()))[name]
     raise AttributeError(name)

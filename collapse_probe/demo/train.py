@@ -16,7 +16,7 @@ import numpy as np
 from ..validation import fail
 from .augment import MultiCrop
 
-__all__ = ["TrainConfig", "TrainResult", "train_dino", "save_dino_checkpoint"]
+__all__ = ["TrainConfig", "TrainResult", "save_dino_checkpoint", "train_dino"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class TrainResult:
     epoch_koleo: np.ndarray
     seconds: float
 
-    def teacher_net(self):  # noqa: ANN201 - a torch module
+    def teacher_net(self):
         """The teacher as an eval-mode :class:`~collapse_probe.demo.model.DinoNet`."""
         from .model import build_net
 
@@ -107,7 +107,7 @@ def _cosine(start: float, end: float, step: int, total: int) -> float:
 
 
 def _dino_loss(student_views, teacher_out, center, *, num_global: int, student_temp: float,
-               teacher_temp: float):  # noqa: ANN001, ANN202 - torch tensors
+               teacher_temp: float):
     """Cross-entropy of every student view against every *other* teacher (global) view.
 
     ``student_views``: list of (B, K) logits, global views first; ``teacher_out``: (G*B, K).
@@ -228,7 +228,7 @@ def train_dino(images: np.ndarray, *, config: TrainConfig = TrainConfig(),
                        seconds=seconds)
 
 
-def _detached(net) -> dict:  # noqa: ANN001 - torch module
+def _detached(net) -> dict:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 

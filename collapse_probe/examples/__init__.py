@@ -43,6 +43,21 @@ EXAMPLES: dict[str, Example] = {
         synthetic=True,
         generate=_generate_synthetic_dino,
     ),
+    "dino-digits": Example(
+        name="dino-digits",
+        description=("real DINO run on scikit-learn's handwritten digits without KoLeo-Proto "
+                     "(tiny conv net, K=1024 x D=64, seed 0; benchmarks/koleo_demo.py): "
+                     "partial prototype collapse"),
+        synthetic=False,
+        file="dino_digits.pth",
+    ),
+    "dino-digits-koleo": Example(
+        name="dino-digits-koleo",
+        description=("real DINO run on scikit-learn's handwritten digits with KoLeo-Proto "
+                     "(lambda 0.1; same data, seed and settings as dino-digits): the repaired run"),
+        synthetic=False,
+        file="dino_digits_koleo.pth",
+    ),
 }
 EXAMPLE_NAMES: tuple[str, ...] = tuple(EXAMPLES)
 
