@@ -284,6 +284,10 @@ def _check_dims(teacher: Any, student: Any, array: np.ndarray) -> None:
                        got=f"d = {array.shape[-1]}", hint="Pass the backbone outputs the head was trained on.")
     if teacher.num_prototypes != student.num_prototypes:
         raise CheckpointError("the student and teacher heads have different numbers of prototypes.")
+    shapes = [{name: tuple(p.shape) for name, p in head.named_parameters()} for head in (teacher, student)]
+    if shapes[0] != shapes[1]:
+        raise CheckpointError(f"the student and teacher heads are stored differently ({teacher.form} vs "
+                              f"{student.form}, or different layers): the teacher EMA needs matching heads.")
 
 
 def _unique(head: Any) -> dict[float, int]:
