@@ -155,6 +155,16 @@ def test_new_weight_norm_half_precision_and_2d_features(tmp_path: Path) -> None:
     assert new[key].dtype == torch.float16 and not torch.equal(new[key], old[key])
 
 
+def test_legacy_serialization_is_kept(tmp_path: Path) -> None:
+    from collapse_probe.checkpoints.sniff import sniff
+
+    protos, _ = planted_prototypes(8, 4, D, seed=8)
+    path = write_dino(tmp_path / "legacy.pth", prototypes=protos, legacy=True)
+    finetune(path, clustered_views(32), out=tmp_path / "o.pth", steps=2, batch_size=16)
+    assert sniff(path) == sniff(tmp_path / "o.pth") == "torch-legacy"
+    assert list(flat(load_state(path))) == list(flat(load_state(tmp_path / "o.pth")))
+
+
 def test_ibot_shared_head_stays_shared(tmp_path: Path) -> None:
     protos, _ = planted_prototypes(8, 4, D, seed=5)
     path = write_ibot(tmp_path / "ibot.pth", prototypes=protos)

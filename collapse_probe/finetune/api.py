@@ -179,8 +179,10 @@ def finetune(
         pairs = _replacements(teacher, teacher_state, fmt)
         if student_state is not None:
             pairs += _replacements(student, student_state, fmt)
+        from ..checkpoints.sniff import sniff
+
         written = replace_tensors(obj, _unique_pairs(pairs))
-        save_checkpoint(obj, target)
+        save_checkpoint(obj, target, legacy=sniff(source) == "torch-legacy")
     if dist.active:
         import torch.distributed as tdist
 

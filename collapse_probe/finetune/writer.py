@@ -79,10 +79,14 @@ def replace_tensors(root: MutableMapping[str, Any], replacements: list[tuple[Any
     return written
 
 
-def save_checkpoint(obj: Any, out: Path) -> None:
-    """``torch.save`` to a temporary file beside ``out``, then rename it over ``out``."""
+def save_checkpoint(obj: Any, out: Path, *, legacy: bool = False) -> None:
+    """``torch.save`` to a temporary file beside ``out``, then rename it over ``out``.
+
+    Args:
+        legacy: write the pre-1.6 (non-zip) serialization, for an input that used it.
+    """
     import torch
 
     with atomic_path(Path(out)) as tmp:
-        torch.save(obj, tmp)
+        torch.save(obj, tmp, _use_new_zipfile_serialization=not legacy)
     log.info("wrote %s", out)
