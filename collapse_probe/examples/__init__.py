@@ -46,8 +46,8 @@ EXAMPLES: dict[str, Example] = {
     "dino-digits": Example(
         name="dino-digits",
         description=("real DINO run on scikit-learn's handwritten digits without KoLeo-Proto "
-                     "(tiny conv net, K=1024 x D=64, seed 0; benchmarks/koleo_demo.py): "
-                     "partial prototype collapse"),
+                     "(tiny conv net, K=1024 x D=64, seed 0; benchmarks/koleo_demo.py): partial "
+                     "prototype collapse in the student head (audit with --network student)"),
         synthetic=False,
         file="dino_digits.pth",
     ),
