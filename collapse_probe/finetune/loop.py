@@ -56,6 +56,9 @@ def distributed_from_env(device: torch.device) -> Distributed:
         return Distributed()
     import torch.distributed as dist
 
+    if device.type == "cuda":
+        # one GPU per process: NCCL's collectives run on the current device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size())
