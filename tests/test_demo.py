@@ -154,3 +154,20 @@ def test_shipped_digits_checkpoints_show_the_repair() -> None:
     # plain DINO collapsed partially; KoLeo-Proto kept (nearly) every prototype distinct
     assert unique["dino-digits"] < 0.9 * 1024
     assert unique["dino-digits-koleo"] > unique["dino-digits"] + 100
+
+
+def test_dino_loss_matches_hand_computed_values() -> None:
+    from collapse_probe.demo.train import _dino_loss
+
+    zeros = torch.zeros(1, 4)
+    # uniform teacher and student: the cross-entropy is ln K
+    loss = _dino_loss([zeros, zeros, zeros], torch.zeros(2, 4), torch.zeros(1, 4), num_global=2,
+                      student_temp=0.1, teacher_temp=0.04)
+    assert float(loss) == pytest.approx(np.log(4))
+    # a one-hot teacher (after centering) on prototype 0; student logits s give -log softmax(s/T)[0]
+    teacher = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 2)
+    student = torch.tensor([[0.2, 0.0, 0.0, 0.0]])
+    loss = _dino_loss([student, student], teacher, torch.zeros(1, 4), num_global=2,
+                      student_temp=0.1, teacher_temp=1e-4)
+    expected = -(2.0 - np.log(np.exp(2.0) + 3.0))  # 2 terms (view 0 vs 1, 1 vs 0), same value
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
