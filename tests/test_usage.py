@@ -144,3 +144,38 @@ def test_bad_inputs_raise_one_line_input_errors() -> None:
     with pytest.raises(InputError) as info:
         data_usage(protos, np.full((3, 4), np.nan, dtype=np.float32))
     assert "\n" not in str(info.value)
+
+
+def test_torch_tiles_match_numpy_tiles_on_the_cpu() -> None:
+    from collapse_probe.usage.tiles import NumpyTiles, TorchTiles
+
+    rng = np.random.default_rng(5)
+    unit = PrototypeSet.from_array(rng.normal(size=(53, 8))).vectors
+    block = PrototypeSet.from_array(rng.normal(size=(200, 8))).vectors
+    for tile in (1, 7, 53, 100):
+        np.testing.assert_array_equal(TorchTiles(unit, device="cpu").best(block, tile),
+                                      NumpyTiles(unit).best(block, tile))
+    np.testing.assert_array_equal(NumpyTiles(unit).best(block, 7), _dense_oracle(unit, block))
+
+
+def test_device_choice() -> None:
+    import torch
+
+    protos, samples = _planted()
+    assert data_usage(protos, samples, device="auto").counts.tolist() == [4, 0, 2, 3, 1, 0]
+    with pytest.raises(InputError, match="device"):
+        data_usage(protos, samples, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA"):
+            data_usage(protos, samples, device="cuda")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_assignment_equals_dense() -> None:
+    rng = np.random.default_rng(3)
+    protos = rng.normal(size=(300, 16)).astype(np.float32)
+    protos[[7, 150]] = protos[3]
+    samples = rng.normal(size=(2000, 16)).astype(np.float32)
+    unit = PrototypeSet.from_array(protos).vectors
+    got = assign(unit, samples, block_size=512, prototype_block_size=64, device="cuda")
+    np.testing.assert_array_equal(got, _dense_oracle(protos, samples))

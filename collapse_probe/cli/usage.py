@@ -19,6 +19,12 @@ class Space(str, Enum):
     bottleneck = "bottleneck"
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
 class Network(str, Enum):
     teacher = "teacher"
     student = "student"
@@ -92,6 +98,8 @@ def usage_command(
     trust_checkpoint: bool = typer.Option(
         False, "--trust-checkpoint",
         help="Allow arbitrary pickled code in the file. Only for files from a source you trust."),
+    device: Device = typer.Option(Device.cpu, "--device",
+                                  help="Where samples are scored: cpu, cuda, or auto (the GPU when present)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Which prototypes a data set actually uses (assignment by cosine), plain and merged over duplicates."""
@@ -119,7 +127,7 @@ def usage_command(
             report = usage_from_checkpoint(
                 checkpoint, features, space=space.value, head=head, eps=eps, format=format,
                 network=network.value, key=key, trust=trust_checkpoint, temperature=temperature,
-                progress=progress if bar is not None else None)
+                progress=progress if bar is not None else None, device=device.value)
         finally:
             if bar is not None:
                 bar.stop()

@@ -4,7 +4,9 @@ The work is tiled over samples *and* prototypes: a (sample block x prototype blo
 is the only large temporary, so memory stays bounded by ``block_size * prototype_block_size``
 floats whatever N and K are (1M samples x 65536 prototypes runs in about 64 MiB of scores).
 
-Ties go to the lowest prototype index. Within a tile ``np.argmax`` returns the first maximum;
+The tiles are scored by numpy on the CPU or by torch on a GPU (``device``; see ``tiles.py``).
+
+Ties go to the lowest prototype index. Within a tile ``argmax`` returns the first maximum;
 across tiles a later tile replaces the running best only when strictly greater. Prototype rows
 that are bit-for-bit identical (exact copies, common in collapsed heads) are scored once and
 the lowest index of each copy set is reported, so exact ties never depend on how BLAS rounds
@@ -22,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..validation import describe, fail
+from .tiles import resolve_device, tiles_for
 
 __all__ = ["assign", "normalise_rows", "DEFAULT_BLOCK_SIZE", "DEFAULT_PROTOTYPE_BLOCK_SIZE",
            "Progress", "Embed"]
@@ -74,6 +77,7 @@ def assign(
     prototype_block_size: int = DEFAULT_PROTOTYPE_BLOCK_SIZE,
     embed: Embed | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Assign every sample to its most similar prototype (cosine).
 
@@ -85,6 +89,7 @@ def assign(
         prototype_block_size: prototypes per tile.
         embed: optional map from a (b, d) block of raw rows to (b, D) embeddings.
         progress: called as ``progress(samples_done, N)`` after each block of samples.
+        device: ``cpu`` (numpy), ``cuda`` (torch on the GPU, float32 without TF32) or ``auto``.
 
     Returns:
         (N,) int64 prototype index of each sample (ties: lowest index).
@@ -97,30 +102,20 @@ def assign(
     if num_samples < 1:
         raise fail("embeddings", expected="at least one sample", got="N = 0")
     keep = _distinct_rows(prototypes)
-    # A transposed view: BLAS reads the (D, kb) column slices of a C-ordered (K, D) matrix as
-    # a transposed operand, so no (D, K) copy is made.
-    distinct_t = (prototypes if keep.size == prototypes.shape[0] else prototypes[keep]).T
-    num_distinct = distinct_t.shape[1]
-    log.debug("assign: N=%d K=%d (distinct %d) D=%d tiles %dx%d", num_samples, prototypes.shape[0],
-              num_distinct, prototypes.shape[1], block_size, prototype_block_size)
+    distinct = prototypes if keep.size == prototypes.shape[0] else prototypes[keep]
+    resolved = resolve_device(device)
+    tiles = tiles_for(distinct, resolved)
+    dim = int(prototypes.shape[1])
+    log.debug("assign: N=%d K=%d (distinct %d) D=%d tiles %dx%d on %s", num_samples, prototypes.shape[0],
+              distinct.shape[0], dim, block_size, prototype_block_size, resolved)
     out = np.empty(num_samples, dtype=np.int64)
     for start in range(0, num_samples, block_size):
         raw = np.asarray(embeddings[start:start + block_size])
         block = normalise_rows(embed(raw) if embed is not None else raw)
-        if block.shape[1] != distinct_t.shape[0]:
-            raise fail("embeddings", expected=f"dimension {distinct_t.shape[0]} (the prototypes' D)",
+        if block.shape[1] != dim:
+            raise fail("embeddings", expected=f"dimension {dim} (the prototypes' D)",
                        got=f"dimension {block.shape[1]}")
-        rows = np.arange(block.shape[0])
-        best = np.full(block.shape[0], -np.inf, dtype=np.float32)
-        best_idx = np.zeros(block.shape[0], dtype=np.int64)
-        for pstart in range(0, num_distinct, prototype_block_size):
-            scores = block @ distinct_t[:, pstart:pstart + prototype_block_size]
-            idx = scores.argmax(axis=1)
-            val = scores[rows, idx]
-            del scores
-            better = val > best  # strict: an earlier tile keeps ties
-            best[better] = val[better]
-            best_idx[better] = idx[better] + pstart
+        best_idx = tiles.best(block, prototype_block_size)
         out[start:start + block.shape[0]] = keep[best_idx]
         if progress is not None:
             progress(start + block.shape[0], num_samples)

@@ -25,6 +25,7 @@ from .center import DEFAULT_CENTER_TEMPERATURE, center_usage
 from .data import data_usage
 from .report import UsageReport
 from .stats import TOP_GROUPS
+from .tiles import resolve_device
 
 __all__ = ["usage_from_checkpoint", "load_features", "SPACES"]
 
@@ -67,21 +68,26 @@ def _pick_head(heads: tuple[PrototypeSet, ...], head: str | None, path: Path) ->
                got=repr(head), hint=f"These are the heads found in {path.name}.")
 
 
-def _head_embed(path: Path, *, fmt: str, network: str, head: str, trust: bool) -> tuple[Embed, int]:
+def _head_embed(path: Path, *, fmt: str, network: str, head: str, trust: bool,
+                device: str) -> tuple[Embed, int]:
     """The checkpoint's head MLP as a block function, and the feature dimension it expects."""
     import torch
 
     from ..checkpoints import load_state, network_state
     from ..heads import rebuild_head
 
-    state = network_state(load_state(path, trust=trust), format=fmt, network=network)
-    module = rebuild_head(state, format=fmt, head=head).eval()
-    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    full = load_state(path, trust=trust)
+    state = network_state(full, format=fmt, network=network)
+    # MSN keeps its prototypes at the top level, outside the encoder.
+    extra = {"prototypes": full.get("prototypes")} if fmt == "msn" else {}
+    module = rebuild_head(state, format=fmt, head=head, **extra).eval().to(device)
+    linears = [m for m in module.mlp.modules() if isinstance(m, torch.nn.Linear)]
     in_dim = int(linears[0].in_features) if linears else -1
 
     def embed(block: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module.embed(torch.from_numpy(np.array(block, dtype=np.float32))).numpy()
+            x = torch.from_numpy(np.array(block, dtype=np.float32)).to(device)
+            return module.embed(x).cpu().numpy()
 
     return embed, in_dim
 
@@ -103,6 +109,7 @@ def usage_from_checkpoint(
     prototype_block_size: int = DEFAULT_PROTOTYPE_BLOCK_SIZE,
     progress: Progress | None = None,
     top: int = TOP_GROUPS,
+    device: str = "cpu",
 ) -> UsageReport:
     """Usage of one head of a checkpoint by real data, or its center proxy without data.
 
@@ -115,7 +122,8 @@ def usage_from_checkpoint(
         eps, method: duplicate groups for the merged statistics.
         format, network, key, trust: how to read the checkpoint (see ``read_checkpoint``).
         temperature: the center proxy's softmax temperature.
-        block_size, prototype_block_size, progress, top: see :func:`data_usage`.
+        block_size, prototype_block_size, progress, top, device: see :func:`data_usage`; on a
+            GPU the head MLP runs there too.
 
     Returns:
         UsageReport (``source`` ``data`` or ``center-proxy``).
@@ -146,13 +154,17 @@ def usage_from_checkpoint(
         if ckpt.format in ("array", "key"):
             raise InputError(f"a {ckpt.format!r} checkpoint has no head MLP to map backbone features; "
                              "pass bottleneck features with --space bottleneck (space='bottleneck').")
-        embed, in_dim = _head_embed(path, fmt=ckpt.format, network=network, head=protos.name, trust=trust)
+        embed, in_dim = _head_embed(path, fmt=ckpt.format, network=network, head=protos.name, trust=trust,
+                                    device=resolve_device(device))
         if dim != in_dim:
-            hint = (" (the bottleneck dimension): use --space bottleneck (space='bottleneck')"
-                    if dim == protos.dim else "")
+            if dim == protos.dim:
+                raise InputError(f"features have dimension {dim}, the bottleneck dimension of head "
+                                 f"{protos.name!r}, but backbone space expects dimension {in_dim}: use "
+                                 "--space bottleneck (space='bottleneck') for head-MLP outputs.")
             raise InputError(f"features have dimension {dim} but the head MLP of {protos.name!r} expects "
-                             f"backbone features of dimension {in_dim}{hint}.")
+                             f"backbone features of dimension {in_dim} (bottleneck: {protos.dim}); "
+                             "extract them from the same backbone as the checkpoint.")
     log.info("usage: %s head %s, %d features in %s space", path.name, protos.name, array.shape[0], space)
     return data_usage(protos, array, eps=eps, method=method, block_size=block_size,
                       prototype_block_size=prototype_block_size, embed=embed, progress=progress,
-                      top=top, space=space)
+                      top=top, space=space, device=device)

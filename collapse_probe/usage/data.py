@@ -38,6 +38,7 @@ def data_usage(
     progress: Progress | None = None,
     top: int = TOP_GROUPS,
     space: str | None = None,
+    device: str = "cpu",
 ) -> UsageReport:
     """Assign each sample to its most similar prototype and summarise the usage.
 
@@ -54,6 +55,8 @@ def data_usage(
         progress: ``progress(samples_done, N)`` after each block of samples.
         top: how many most-used groups to list.
         space: recorded in the report (``bottleneck`` or ``backbone``).
+        device: where the tiles are scored: ``cpu`` (numpy), ``cuda`` (torch, float32 without
+            TF32) or ``auto`` (the GPU when torch sees one).
 
     Returns:
         UsageReport with ``source="data"``. Assignment is argmax cosine; ties go to the lowest
@@ -68,7 +71,8 @@ def data_usage(
                    hint="Pass bottleneck embeddings, or map backbone features through the head.")
     dedup = deduplicate(protos, eps=eps, method=method)
     labels = assign(protos.vectors, embeddings, block_size=block_size,
-                    prototype_block_size=prototype_block_size, embed=embed, progress=progress)
+                    prototype_block_size=prototype_block_size, embed=embed, progress=progress,
+                    device=device)
     counts = np.bincount(labels, minlength=protos.num_prototypes).astype(np.int64)
     num_samples = int(labels.size)
     log.info("usage: %d samples on %d prototypes, %d used", num_samples, protos.num_prototypes,
