@@ -74,7 +74,7 @@ def finetune_command(
                 return
             total, method, koleo = curve[-1]
             console.print(f"step {step + 1:>6}/{steps}  loss {total:9.4f}  method {method:9.4f}  "
-                          f"koleo {koleo:9.4f}", highlight=False)
+                          f"koleo {koleo:9.4f}", highlight=False, soft_wrap=True)
 
         result = finetune(checkpoint, features, out=out, koleo_weight=koleo_weight, steps=steps,
                           batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
@@ -106,13 +106,13 @@ def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneRe
             table.add_row(network, f"{eps:g}", f"{before} ({before / k:.1%})", f"{after} ({after / k:.1%})")
     console.print(table)
     loss = result.loss
-    console.print(f"loss   {sparkline(list(loss[:, 0]))}  {loss[0, 0]:.4f} -> {loss[-1, 0]:.4f}", highlight=False)
+    console.print(f"loss   {sparkline(list(loss[:, 0]))}  {loss[0, 0]:.4f} -> {loss[-1, 0]:.4f}", highlight=False, soft_wrap=True)
     koleo = [v for v in loss[:, 2] if v == v]
     if koleo:
-        console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False)
+        console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False, soft_wrap=True)
     console.print(f"wrote {result.out} ({len(result.written_keys)} head tensors changed, "
                   f"koleo weight {result.settings['koleo_weight']:g}, {result.settings['steps']} steps)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
