@@ -82,7 +82,7 @@ def _head_embed(path: Path, *, fmt: str, network: str, head: str, trust: bool,
     extra = {"prototypes": full.get("prototypes")} if fmt == "msn" else {}
     module = rebuild_head(state, format=fmt, head=head, **extra).eval().to(device)
     linears = [m for m in module.mlp.modules() if isinstance(m, torch.nn.Linear)]
-    in_dim = int(linears[0].in_features) if linears else -1
+    in_dim = int(linears[0].in_features) if linears else 0  # 0: no MLP, features are the bottleneck
 
     def embed(block: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -156,6 +156,7 @@ def usage_from_checkpoint(
                              "pass bottleneck features with --space bottleneck (space='bottleneck').")
         embed, in_dim = _head_embed(path, fmt=ckpt.format, network=network, head=protos.name, trust=trust,
                                     device=resolve_device(device))
+        in_dim = in_dim or protos.dim
         if dim != in_dim:
             if dim == protos.dim:
                 raise InputError(f"features have dimension {dim}, the bottleneck dimension of head "
