@@ -71,11 +71,11 @@ def _prototype_tensor(prototypes: Any) -> Any:
     if isinstance(prototypes, PrototypeSet):
         return torch.from_numpy(np.array(prototypes.vectors))
     if isinstance(prototypes, np.ndarray):
-        return torch.from_numpy(np.asarray(prototypes, dtype=np.float32))
+        return torch.from_numpy(np.array(prototypes, dtype=np.float32))
     if isinstance(prototypes, torch.nn.Module):
         if callable(getattr(prototypes, "prototypes", None)):  # a rebuilt PrototypeHead
-            value = prototypes.prototypes()
-            return torch.as_tensor(value).detach() if not isinstance(value, torch.Tensor) else value.detach()
+            with torch.no_grad():
+                return torch.as_tensor(prototypes.prototypes()).detach()
         if isinstance(getattr(prototypes, "last_layer", None), torch.nn.Module):  # a DINOHead
             prototypes = prototypes.last_layer
     if isinstance(prototypes, (torch.Tensor, torch.nn.Module)):

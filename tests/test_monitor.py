@@ -74,6 +74,17 @@ def test_accepts_weight_norm_layers_and_dino_heads_with_fresh_weights() -> None:
     assert monitor.update(1, Head())["unique"] == 10
 
 
+def test_accepts_a_rebuilt_prototype_head() -> None:
+    from layouts import dino_head_state, planted_prototypes
+
+    from collapse_probe import rebuild_head
+
+    protos, labels = planted_prototypes(5, [4, 1, 2, 1, 1], 8, seed=3)
+    head = rebuild_head(dino_head_state("head", protos, in_dim=16), format="dino")
+    record = PrototypeMonitor(utilization_floor=None).update(0, head)
+    assert record["unique"] == 5 and record["num_prototypes"] == 9
+
+
 def test_warns_once_below_the_floor(tmp_path, caplog) -> None:
     monitor = PrototypeMonitor(tmp_path / "m.jsonl", utilization_floor=0.5)
     with warnings.catch_warnings(record=True) as caught:
