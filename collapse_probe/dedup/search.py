@@ -13,16 +13,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import logging
+
 import numpy as np
 
 from .decide import exact_distances, similarity_margin
 from .nodes import Nodes
-from .projection import Projection
+from .projection import BoundFactors, Projection
 
 __all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "find_node_pairs", "find_nested_pairs"]
 
+log = logging.getLogger(__name__)
+
 #: Use the projected bound when it leaves fewer than this fraction of a sampled tile's rows.
 _PREFILTER_MAX_SURVIVORS = 0.05
+#: Directions tried for the bound, fewest first; a bound costing more than 1/_BOUND_MAX_COST of
+#: the full product is not worth it.
+_BOUND_DIMS = (16, 32, 64, 96)
+_BOUND_MAX_COST = 2
 #: Child pairs of a coarse pair listed directly, without a product, up to this many.
 _LIST_OUTRIGHT = 64
 
@@ -57,7 +65,13 @@ class NumpyTiles(SimilarityTiles):
 
     def pairs(self, rows: np.ndarray, cols: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         sims = self.vectors[rows] @ self.vectors[cols].T
-        return np.nonzero(sims > threshold - self.margin)
+        cut = threshold - self.margin
+        # Most tiles of a healthy head hold no candidate: one max pass settles them.
+        hit = np.flatnonzero(sims.max(axis=1) > cut)
+        if hit.size == 0:
+            return hit, hit
+        i, j = np.nonzero(sims[hit] > cut)
+        return hit[i], j
 
 
 def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: float, *,
@@ -90,8 +104,9 @@ def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: f
         key, slack = None, 0.0
     starts = list(range(0, count, tile_size))
     max_radius = np.array([radius[order[s:s + tile_size]].max() for s in starts])
-    use_projection = projection is not None and _projection_helps(
-        projection, reps, radius, never, norm_min, tile_size)
+    # Bound rows are indexed by position in the tile order.
+    factors = None if projection is None else _choose_bound(
+        projection, reps[order], radius[order], never, norm_min, tile_size)
     found_a, found_b = [], []
     for ti, si in enumerate(starts):
         rows = order[si:si + tile_size]
@@ -106,9 +121,9 @@ def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: f
             # cos(a, b) > norm_min - reach^2 / 2 whenever d(a, b) < reach.
             threshold = norm_min - reach * reach / 2.0
             local = np.arange(rows.size)
-            if use_projection:
-                local = local[_projected_survivors(projection, reps, rows, cols, threshold,
-                                                   same=ti == tj)]
+            if factors is not None:
+                local = local[_survivors(factors, si, rows.size, sj, cols.size, threshold,
+                                         same=ti == tj)]
                 if local.size == 0:
                     continue
             i, j = tiles.pairs(reps[rows[local]], reps[cols], threshold)
@@ -201,26 +216,40 @@ def _decided(vectors: np.ndarray, nodes: Nodes, found_a: list[np.ndarray], found
     return NodePairs(a=a[keep], b=b[keep], dist=dist[keep])
 
 
-def _projected_survivors(projection: Projection, reps: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                         threshold: float, *, same: bool = False) -> np.ndarray:
-    """(n,) bool: rows of the tile whose projected upper bound reaches ``threshold`` for some column."""
-    aug = projection.augmented
-    bound = aug[reps[rows]] @ aug[reps[cols]].T
+def _survivors(factors: BoundFactors, si: int, nrows: int, sj: int, ncols: int, threshold: float,
+               *, same: bool = False) -> np.ndarray:
+    """(nrows,) bool: rows of a tile whose upper bound reaches ``threshold`` for some column.
+
+    Tiles are the positions si:si+nrows and sj:sj+ncols of the factors' rows.
+    """
+    bound = factors.rows[si:si + nrows] @ factors.rows[sj:sj + ncols].T
     if same:
         np.fill_diagonal(bound, -np.inf)  # a row with itself is no pair
-    return bound.max(axis=1) > threshold - projection.margin
+    return bound.max(axis=1) > threshold - factors.margin
 
 
-def _projection_helps(projection: Projection, reps: np.ndarray, radius: np.ndarray, never: float,
-                      norm_min: float, tile_size: int) -> bool:
-    """Whether the projected bound rules out most rows of a sample tile pair."""
+def _choose_bound(projection: Projection, reps: np.ndarray, radius: np.ndarray, never: float,
+                  norm_min: float, tile_size: int) -> BoundFactors | None:
+    """Bound factors with the fewest directions that rule out most rows of a sample tile pair.
+
+    Returns None when no dimension up to :data:`MAX_BOUND_DIM` prunes enough to pay for itself.
+    """
     count = reps.size
     if count <= 2 * tile_size:
-        return False
+        return None
     rng = np.random.default_rng(0)
     picked = rng.choice(count, 2 * tile_size, replace=False)
-    rows, cols = np.sort(picked[:tile_size]), np.sort(picked[tile_size:])
+    sample = reps[picked]
     reach = never + 2.0 * float(radius.max())
     threshold = norm_min - reach * reach / 2.0
-    survivors = np.count_nonzero(_projected_survivors(projection, reps, rows, cols, threshold))
-    return survivors < _PREFILTER_MAX_SURVIVORS * tile_size
+    full_dim = projection.vectors.shape[1]
+    for dim in _BOUND_DIMS:
+        if dim * _BOUND_MAX_COST > full_dim:
+            break
+        probe = projection.bound_factors(sample, dim)
+        alive = np.count_nonzero(_survivors(probe, 0, tile_size, tile_size, tile_size, threshold))
+        if alive < _PREFILTER_MAX_SURVIVORS * tile_size:
+            log.debug("dedup: bound on %d principal directions (%d of %d sample rows left)",
+                      dim, alive, tile_size)
+            return projection.bound_factors(reps, dim)
+    return None

@@ -57,6 +57,12 @@ class TorchTiles(SimilarityTiles):
             sims = left @ right.T
         finally:
             torch.backends.cuda.matmul.allow_tf32 = previous
-        # Compare in float32: a bfloat16 threshold would itself be rounded.
-        i, j = torch.nonzero(sims.float() > threshold - self.margin, as_tuple=True)
-        return i.cpu().numpy(), j.cpu().numpy()
+        # Compare in float32: a bfloat16 threshold would itself be rounded. Most tiles hold no
+        # candidate: one max pass settles them.
+        cut = threshold - self.margin
+        hit = torch.nonzero(sims.max(dim=1).values.float() > cut).flatten()
+        if hit.numel() == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty
+        i, j = torch.nonzero(sims[hit].float() > cut, as_tuple=True)
+        return hit[i].cpu().numpy(), j.cpu().numpy()
