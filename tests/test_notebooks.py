@@ -28,12 +28,15 @@ EXPECTED: dict[str, list[str]] = {
         r" 0.025  0.9996875      20        3.91%",
         r"group of \d+ prototypes: ",
         r"report\.json",
+        r" teacher / head: 20 of 512 unique at eps 0\.025 \(3\.91 %\)",
+        r" student / head: \d+ of 512 unique at eps 0\.025",
     ],
     "02_compare_the_dino_family.ipynb": [
         "NOT THE PAPER'S MODELS: no released checkpoint is in the cache",
         r"\| DINO ViT-S/16 \| 65536 \| 1078 \| 1\.6 \| - \| - \| not in the cache \|",
         r"\| iBOT-vMF ViT-B/16 \| 8192 \| 1170 \| 14\.3 \| - \| - \| not in the zoo \|",
-        r"\| synthetic DINO, K=1024 \(quick mode\) / head \| 1024 \| - \| - \| 30 \| 2\.9 \| bundled example \|",
+        r"\| synthetic DINO, K=1024 \(quick mode\) / head \(teacher\) \| 1024 \| - \| - \| 30 \| 2\.9 \| bundled example \|",
+        r"\| synthetic DINO, K=1024 \(quick mode\) / head \(student\) \| 1024 \| - \| - \| \d+ \|",
     ],
     "03_repair_with_koleo_proto.ipynb": [
         "SYNTHETIC collapsed head: K=512, 20 planted duplicate groups",
@@ -41,7 +44,7 @@ EXPECTED: dict[str, list[str]] = {
         r"DINO \+ KoLeo-Proto: unique at eps 0\.025 before -> after",
         r"collapsed \(input\)\s+20\s+20\s+20\s+20\s+20",
         r"KoLeo-Proto term: first step",
-        r"trained on digits, dino-digits-koleo: \d+/\d+ unique at eps 0\.025"
+        r"trained on digits, dino-digits-koleo \(student\): \d+/\d+ unique at eps 0\.025"
         r"|The trained digits examples are not part of this installation: skipped\.",
     ],
 }
