@@ -20,10 +20,12 @@ from .decide import exact_distances, row_distances
 
 __all__ = ["Nodes", "singletons", "merge_nodes"]
 
-#: Stop founding new representatives after this many consecutive blocks where most nodes found
-#: no ball: the head is not collapsed there and the cost would only grow.
+#: Stop once, after this many blocks, most nodes so far found no ball: the head is not collapsed
+#: there and the cost would only grow.
 _PATIENCE = 2
 _MIN_YIELD = 0.25
+#: Up to this many leaders, all of them are join targets.
+_ALL_TARGETS = 4096
 #: Above this many projected-close pairs per node, a block is walked leader by leader.
 _DENSE_PAIRS = 64
 
@@ -83,16 +85,20 @@ def merge_nodes(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: fl
     leaders: list[int] = []          # join targets: leaders with followers, and the newest ones
     leader_coords = np.empty((0, coords.shape[1]), dtype=np.float32)
     newest: list[int] = []
+    unfollowed: list[int] = []       # older leaders nobody joined yet
     founded_total = 0
     # squared projected distance below limit^2 is necessary for a true distance below limit.
     limit_sq = limit * limit
-    founding, quiet = True, 0
+    founding, blocks, seen, gained_total = True, 0, 0, 0
     for start in range(0, count, block_size):
         block = np.arange(start, min(start + block_size, count))
         block_coords = coords[nodes.rep[block]]
         targets = leaders + newest
+        if len(targets) + len(unfollowed) <= _ALL_TARGETS:
+            # Few leaders so far: every one of them stays a target (cheap, and merges more).
+            targets = targets + unfollowed
         if targets:
-            target_coords = np.concatenate([leader_coords, coords[nodes.rep[newest]]])
+            target_coords = np.concatenate([leader_coords, coords[nodes.rep[targets[len(leaders):]]]])
             _join_existing(vectors, nodes, block, block_coords, target_coords, np.asarray(targets),
                            limit, limit_sq, parent, offset)
         joined_before = int(np.count_nonzero(parent[block] >= 0))
@@ -107,6 +113,8 @@ def merge_nodes(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: fl
             older = np.asarray(newest, dtype=np.int64)
             joined = np.isin(fresh, owners[counts > 1])
             followed = older[np.isin(older, owners)].tolist() + fresh[joined].tolist()
+            followed_set = set(followed)
+            unfollowed.extend(p for p in newest if p not in followed_set)
             newest = fresh[~joined].tolist()
             leaders.extend(followed)
             leader_coords = np.concatenate([leader_coords, coords[nodes.rep[followed]]])
@@ -114,8 +122,8 @@ def merge_nodes(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: fl
                 founding = False
         followers = int(np.count_nonzero(parent[block] >= 0)) - joined_before - len(founded)
         gained = joined_before + followers
-        quiet = quiet + 1 if gained < _MIN_YIELD * block.size else 0
-        if quiet >= _PATIENCE:
+        blocks, seen, gained_total = blocks + 1, seen + block.size, gained_total + gained
+        if blocks >= _PATIENCE and gained_total < _MIN_YIELD * seen:
             break
     alone = parent < 0
     parent[alone] = np.flatnonzero(alone)
@@ -226,12 +234,14 @@ def _found_in_block(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_
 
 
 def grid_merge(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: float, *,
-               grid_dims: int = 4, seed: int = 0) -> Nodes:
+               grid_dims: int = 4, seed: int = 0, rounds: int = 4) -> Nodes:
     """Merge nodes that share a cell of a grid (side ``limit``) on the first projected coordinates.
 
     Near-copies land in one cell; the first node of a cell leads it and every other node of the
-    cell joins when ``d(rep, leader rep) + radius < limit`` (exact float64). O(N D), vectorised:
-    it takes the bulk of a collapsed head before the leader pass handles what is left.
+    cell joins when ``d(rep, leader rep) + radius < limit`` (exact float64). Nodes that fail
+    (another group in the same cell) try again in the next round under the cell's first failed
+    node. O(rounds N D), vectorised: it takes the bulk of a collapsed head before the leader
+    pass handles what is left.
     """
     count = nodes.count
     if count < 2 or limit <= 0.0:
@@ -243,20 +253,26 @@ def grid_merge(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: flo
     code = keys @ (np.int64(1_000_003) ** np.arange(dims, dtype=np.int64))
     _, cell = np.unique(code, return_inverse=True)
     cell = cell.reshape(-1)
-    leader_of_cell = np.full(int(cell.max()) + 1, count, dtype=np.int64)
-    np.minimum.at(leader_of_cell, cell, np.arange(count))
-    leader = leader_of_cell[cell]
-    movers = np.flatnonzero(leader != np.arange(count))
-    if movers.size == 0:
-        return nodes
-    dist = exact_distances(vectors, nodes.rep[movers], nodes.rep[leader[movers]]) + nodes.radius[movers]
-    ok = dist < limit
-    if not np.any(ok):
-        return nodes
     parent = np.arange(count)
     offset = nodes.radius.copy()
-    parent[movers[ok]] = leader[movers[ok]]
-    offset[movers[ok]] = dist[ok]
+    pending = np.arange(count)
+    for _ in range(rounds):
+        leader_of_cell = np.full(int(cell.max()) + 1, count, dtype=np.int64)
+        np.minimum.at(leader_of_cell, cell[pending], pending)
+        leader = leader_of_cell[cell[pending]]
+        movers = pending[leader != pending]
+        if movers.size == 0:
+            break
+        lead = leader_of_cell[cell[movers]]
+        dist = exact_distances(vectors, nodes.rep[movers], nodes.rep[lead]) + nodes.radius[movers]
+        ok = dist < limit
+        parent[movers[ok]] = lead[ok]
+        offset[movers[ok]] = dist[ok]
+        pending = movers[~ok]
+        if pending.size == 0 or not np.any(ok):
+            break
+    if np.all(parent == np.arange(count)):
+        return nodes
     leader_ids, new_index = np.unique(parent, return_inverse=True)
     radius = np.zeros(leader_ids.size)
     np.maximum.at(radius, new_index, offset)
