@@ -61,12 +61,30 @@ def _check_block_size(value: int, what: str) -> int:
     return int(value)
 
 
-def _distinct_rows(prototypes: np.ndarray) -> np.ndarray:
-    """(K',) ascending indices of the first (lowest) row of every set of bit-identical rows."""
-    rows = np.ascontiguousarray(prototypes)
-    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, first = np.unique(view, return_index=True)
-    return np.sort(first)
+def _distinct_rows(prototypes: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+    """(K',) ascending indices of the first (lowest) row of every set of bit-identical rows.
+
+    Rows are hashed exactly (their float32 bits times fixed odd 64-bit weights, summed modulo
+    2^64) one chunk at a time, and a row is dropped only when its bits equal those of the first
+    row with the same hash, so memory stays at a few MiB beyond the (K,) arrays.
+    """
+    rows = np.ascontiguousarray(prototypes, dtype=np.float32)
+    num, dim = rows.shape
+    bits = rows.view(np.uint32)
+    weights = np.random.default_rng(0).integers(1, 2**63, size=dim, dtype=np.uint64) | np.uint64(1)
+    hashes = np.empty(num, dtype=np.uint64)
+    for start in range(0, num, chunk):
+        # uint64 products and sums wrap modulo 2^64: exact, so equal rows hash equally.
+        hashes[start:start + chunk] = (bits[start:start + chunk].astype(np.uint64) * weights).sum(
+            axis=1, dtype=np.uint64)
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    owner = first[inverse.reshape(-1)]
+    keep = owner == np.arange(num)
+    for start in range(0, num, chunk):
+        stop = min(start + chunk, num)
+        same = (bits[start:stop] == bits[owner[start:stop]]).all(axis=1)
+        keep[start:stop] |= ~same  # a hash collision between different rows: keep both
+    return np.flatnonzero(keep)
 
 
 def assign(
