@@ -23,9 +23,9 @@ candidate pairs on that GPU too and decides them exactly on the host (one (K, D)
 record); teacher statistics are reduced on their device and only scalars come back.
 
 Cost (``benchmarks/bench_monitor.py``): both the duplicate count and the exact KoLeo value are
-K x K searches. At K = 65536 on a 2-core CPU one record costs on the order of a hundred DINO head
-steps (batch 64), most of it the exact KoLeo neighbour search; ``koleo_anchors=4096`` cuts that
-part about 16-fold. Record every 1000 steps or so, or train on a GPU.
+K x K searches. At K = 65536 on a 2-core CPU one record cost 64-144 DINO head steps (batch 64), almost all of it
+the exact KoLeo neighbour search; with ``koleo_anchors=4096`` it cost 8-11. Record every 1000
+steps or so, or train on a GPU.
 """
 
 from __future__ import annotations
