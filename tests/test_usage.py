@@ -135,9 +135,9 @@ def test_bad_inputs_raise_one_line_input_errors() -> None:
     with pytest.raises(InputError, match="dimension 4.*got dimension 3"):
         data_usage(protos, samples[:, :3])
     zero = samples.copy()
-    zero[3] = 0
-    with pytest.raises(InputError, match="non-zero rows"):
-        data_usage(protos, zero)
+    zero[7] = 0
+    with pytest.raises(InputError, match=r"non-zero rows.*samples 4-7 \(first: \[7\]\)"):
+        data_usage(protos, zero, block_size=4)
     with pytest.raises(InputError, match="2-D"):
         data_usage(protos, samples[0])
     with pytest.raises(InputError, match="block_size"):

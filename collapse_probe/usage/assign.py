@@ -42,15 +42,16 @@ Progress = Callable[[int, int], None]
 Embed = Callable[[np.ndarray], np.ndarray]
 
 
-def normalise_rows(block: np.ndarray, *, what: str = "embeddings") -> np.ndarray:
-    """(b, D) -> (b, D) float32 unit rows. Zero or non-finite rows are an InputError."""
+def normalise_rows(block: np.ndarray, *, what: str = "embeddings", offset: int = 0) -> np.ndarray:
+    """(b, D) -> (b, D) float32 unit rows. Zero or non-finite rows are an InputError naming
+    their sample indices (``offset`` is the block's first sample)."""
     block = np.asarray(block, dtype=np.float32)
     norms = np.linalg.norm(block, axis=1)
     bad = ~(np.isfinite(norms) & (norms > 0))
     if bad.any():
-        first = np.flatnonzero(bad)[:5].tolist()
-        raise fail(what, expected="finite, non-zero rows", got=f"{int(bad.sum())} bad rows in a block "
-                   f"(first, relative to the block: {first})",
+        first = (np.flatnonzero(bad)[:5] + offset).tolist()
+        raise fail(what, expected="finite, non-zero rows", got=f"{int(bad.sum())} zero or non-finite rows "
+                   f"in samples {offset}-{offset + block.shape[0] - 1} (first: {first})",
                    hint="Remove empty or diverged samples before measuring usage.")
     return block / norms[:, None]
 
@@ -129,7 +130,7 @@ def assign(
     out = np.empty(num_samples, dtype=np.int64)
     for start in range(0, num_samples, block_size):
         raw = np.asarray(embeddings[start:start + block_size])
-        block = normalise_rows(embed(raw) if embed is not None else raw)
+        block = normalise_rows(embed(raw) if embed is not None else raw, offset=start)
         if block.shape[1] != dim:
             raise fail("embeddings", expected=f"dimension {dim} (the prototypes' D)",
                        got=f"dimension {block.shape[1]}")
