@@ -164,8 +164,12 @@ def test_dense_noisy_group_larger_than_eps() -> None:
     check_all(unit, eps_values=(0.02, 0.027, 0.028, 0.029, 0.03, 0.05, 0.1))
 
 
-@pytest.mark.parametrize("block_size", [16, 100, 4096])
-def test_block_size_and_clustering_do_not_change_labels(block_size: int) -> None:
+@pytest.mark.parametrize("block_size, slab_tiles", [(16, 4), (16, 10 ** 6), (100, 4), (4096, 4)])
+def test_block_size_and_clustering_do_not_change_labels(block_size: int, slab_tiles: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from collapse_probe.dedup import search
+
+    monkeypatch.setattr(search, "_MIN_SLAB_TILES", slab_tiles)
     rng = np.random.default_rng(16)
     unit = unit_rows(np.concatenate([collapsed(rng, 1000, 16, groups=25), boundary_pairs(rng, 16)]))
     thresholds = resolve_thresholds(EPS)

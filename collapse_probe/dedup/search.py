@@ -25,6 +25,12 @@ __all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "find_node_pairs", "fin
 
 log = logging.getLogger(__name__)
 
+#: Principal coordinates that bound the tiles' boxes, and the float32 rounding allowance of a
+#: box distance (coordinates are float64 projections rounded once).
+_BOX_DIMS = 4
+_BOX_SLACK = 1e-6
+#: Tiles from which a search sorts slabs by the second coordinate.
+_MIN_SLAB_TILES = 128
 #: Use the projected bound when it leaves fewer than this fraction of a sampled tile's rows.
 _PREFILTER_MAX_SURVIVORS = 0.05
 #: Directions tried for the bound, fewest first; a bound costing more than 1/_BOUND_MAX_COST of
@@ -92,16 +98,10 @@ def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: f
     reps = nodes.rep
     radius = nodes.radius
     count = reps.size
-    # Tiles follow the first principal coordinate: |c(a) - c(b)| <= d(a, b), so a tile pair
-    # whose coordinate ranges are further apart than the reach holds no candidate.
-    if projection is not None:
-        key = projection.coords[reps, 0]
-        order = np.argsort(key, kind="stable")
-        key = key[order].astype(np.float64)
-        slack = float(projection.margin)
-    else:
-        order = np.arange(count)
-        key, slack = None, 0.0
+    # Tiles are boxes on the first principal coordinates: thin slabs along the first, and with
+    # many tiles, slabs of several tiles sorted by the second inside. Projection shrinks
+    # distances, so two tiles whose boxes are further apart than the reach hold no candidate.
+    order, boxes = _tile_order(projection, reps, tile_size)
     starts = list(range(0, count, tile_size))
     max_radius = np.array([radius[order[s:s + tile_size]].max() for s in starts])
     # Bound rows are indexed by position in the tile order.
@@ -110,13 +110,15 @@ def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: f
     found_a, found_b = [], []
     for ti, si in enumerate(starts):
         rows = order[si:si + tile_size]
-        for tj in range(ti, len(starts)):
+        partners = np.arange(ti, len(starts))
+        if boxes is not None:
+            lo, hi = boxes
+            gap = np.maximum(0.0, np.maximum(lo[partners] - hi[ti], lo[ti] - hi[partners]))
+            apart = np.sqrt(np.einsum("ij,ij->i", gap, gap))
+            partners = partners[apart <= never + max_radius[ti] + max_radius[partners] + _BOX_SLACK]
+        for tj in partners.tolist():
             sj = starts[tj]
             reach = never + max_radius[ti] + max_radius[tj]
-            if key is not None and key[sj] - key[min(si + tile_size, count) - 1] > reach + slack:
-                if key[sj] - key[min(si + tile_size, count) - 1] > never + max_radius.max() * 2 + slack:
-                    break  # sorted: every later tile is further still
-                continue
             cols = order[sj:sj + tile_size]
             # cos(a, b) > norm_min - reach^2 / 2 whenever d(a, b) < reach.
             threshold = norm_min - reach * reach / 2.0
@@ -214,6 +216,29 @@ def _decided(vectors: np.ndarray, nodes: Nodes, found_a: list[np.ndarray], found
     dist = exact_distances(vectors, nodes.rep[a], nodes.rep[b])
     keep = dist - nodes.radius[a] - nodes.radius[b] < never
     return NodePairs(a=a[keep], b=b[keep], dist=dist[keep])
+
+
+def _tile_order(projection: Projection | None, reps: np.ndarray,
+                tile_size: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """A tile order of the representatives and each tile's box (lo, hi) on the box coordinates."""
+    count = reps.size
+    if projection is None or count <= tile_size:
+        return np.arange(count), None
+    coords = projection.coords[reps, :_BOX_DIMS].astype(np.float64)
+    tiles = -(-count // tile_size)
+    order = np.argsort(coords[:, 0], kind="stable")
+    if tiles >= _MIN_SLAB_TILES and coords.shape[1] > 1:
+        # Only with many tiles are slabs of sqrt(tiles) tiles narrower than a useful reach.
+        slab = round(tiles ** 0.5) * tile_size
+        order = np.concatenate([
+            part[np.argsort(coords[part, 1], kind="stable")]
+            for part in (order[s:s + slab] for s in range(0, count, slab))
+        ])
+    starts = np.arange(0, count, tile_size)
+    ordered = coords[order]
+    lo = np.minimum.reduceat(ordered, starts, axis=0)
+    hi = np.maximum.reduceat(ordered, starts, axis=0)
+    return order, (lo, hi)
 
 
 def _survivors(factors: BoundFactors, si: int, nrows: int, sj: int, ncols: int, threshold: float,
