@@ -22,13 +22,19 @@ def _reports():
 def test_figures_have_titles_axes_and_legends_and_save(tmp_path) -> None:
     from matplotlib.figure import Figure
 
+    from collapse_probe.report.figures import as_report_figures
+
     for report in _reports():
+        listed = as_report_figures(usage_figures(report))  # how the report renderers take them
+        assert [f.name for f in listed] == ["usage_by_rank", "used_vs_unique"]
+        assert listed[0].title.startswith("Usage by rank: prototypes")
         figures = usage_figures(report)
         assert set(figures) == {"usage_by_rank", "used_vs_unique"}
         for name, fig in figures.items():
             assert isinstance(fig, Figure)
             ax = fig.axes[0]
-            assert ax.get_title() and ax.get_xlabel() is not None and ax.get_ylabel()
+            assert fig.get_suptitle().endswith("prototypes (center proxy)" if report.is_proxy else "prototypes")
+            assert "K = 64" in ax.get_title(loc="left") and ax.get_xlabel() is not None and ax.get_ylabel()
             assert ax.get_legend() is not None
             fig.savefig(tmp_path / f"{name}.png")
             assert (tmp_path / f"{name}.png").stat().st_size > 1000
@@ -41,7 +47,7 @@ def test_figures_have_titles_axes_and_legends_and_save(tmp_path) -> None:
         texts = [t.get_text() for t in bars.texts]
         if report.is_proxy:
             assert len(heights) == 4 and sum("n/a" in t for t in texts) == 2
-            assert "proxy" in bars.get_title()
+            assert "T = 0.04" in bars.get_title(loc="left")
         else:
             assert heights == pytest.approx([64, 30, report.used, report.merged_used,
                                              report.perplexity, report.merged_perplexity])

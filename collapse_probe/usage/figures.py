@@ -23,9 +23,23 @@ def _what(report: UsageReport) -> str:
     return "proxy mass, softmax(center / T)" if report.is_proxy else "share of samples"
 
 
-def _title(report: UsageReport, text: str) -> str:
-    source = f"center proxy, T = {report.temperature:g}" if report.is_proxy else f"N = {report.num_samples:,}"
-    return f"{text}\nhead {report.head!r}, K = {report.num_prototypes:,}, {source}"
+def _details(report: UsageReport) -> str:
+    source = f"center proxy, T = {report.temperature:g}" if report.is_proxy else f"N = {report.num_samples:,} samples"
+    return f"head {report.head!r}, K = {report.num_prototypes:,}, {source}"
+
+
+def _head(fig: Figure, ax: object, report: UsageReport, heading: str) -> None:
+    """The heading as the figure's suptitle (what report renderers list), details as the axes title."""
+    proxy = " (center proxy)" if report.is_proxy else ""
+    fig.suptitle(f"{heading}: {report.head}{proxy}", x=0.01, ha="left", fontsize="large")
+    ax.set_title(_details(report), fontsize=9, loc="left")  # type: ignore[attr-defined]
+
+
+def _palette() -> tuple[tuple[str, ...], str, str]:
+    # The report's colour-blind-safe palette, so usage figures sit well beside the audit's.
+    from ..report.figures import OTHER, PALETTE, REFERENCE
+
+    return PALETTE, OTHER, REFERENCE
 
 
 def usage_by_rank_figure(report: UsageReport) -> Figure:
@@ -40,19 +54,20 @@ def usage_by_rank_figure(report: UsageReport) -> Figure:
     ax = fig.add_subplot()
     mass = np.sort(np.asarray(report.mass, dtype=np.float64))[::-1]
     per_proto = mass[mass > 0]
-    ax.plot(np.arange(1, per_proto.size + 1), per_proto, drawstyle="steps-post", color="C0",
+    palette, _, reference = _palette()
+    ax.plot(np.arange(1, per_proto.size + 1), per_proto, drawstyle="steps-post", color=palette[0],
             label=f"per prototype ({per_proto.size:,} with mass > 0)")
     groups = np.sort(np.asarray(report.group_mass, dtype=np.float64))[::-1]
     groups = groups[groups > 0]
-    ax.plot(np.arange(1, groups.size + 1), groups, drawstyle="steps-post", color="C3",
+    ax.plot(np.arange(1, groups.size + 1), groups, drawstyle="steps-post", color=palette[3],
             label=f"per duplicate group at eps {report.eps:g} ({groups.size:,} groups)")
-    ax.axhline(1.0 / report.num_prototypes, color="0.4", linestyle=":", linewidth=1.2,
+    ax.axhline(1.0 / report.num_prototypes, color=reference, linestyle=":", linewidth=1.2,
                label=f"uniform over K (1/{report.num_prototypes:,})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("rank (1 = most used; log scale)")
     ax.set_ylabel(f"{_what(report)} (log scale)")
-    ax.set_title(_title(report, "Usage by rank"), fontsize=10)
+    _head(fig, ax, report, "Usage by rank")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     return fig
@@ -62,20 +77,21 @@ def used_vs_unique_figure(report: UsageReport) -> Figure:
     """Bars: K, unique at eps, used, used groups, perplexity, merged perplexity (log scale)."""
     from matplotlib.figure import Figure
 
+    palette, other, _ = _palette()
     bars: list[tuple[str, float | None, str]] = [
-        ("prototypes\nK", report.num_prototypes, "0.55"),
-        (f"unique at\neps {report.eps:g}", report.unique, "C0"),
-        ("used\n(by data)", report.used, "C2"),
-        ("used dup.\ngroups", report.merged_used, "C2"),
-        ("perplexity\nexp(H)", report.perplexity, "C1"),
-        ("merged\nperplexity", report.merged_perplexity, "C3"),
+        ("prototypes\nK", report.num_prototypes, other),
+        (f"unique at\neps {report.eps:g}", report.unique, palette[0]),
+        ("used\n(by data)", report.used, palette[2]),
+        ("used dup.\ngroups", report.merged_used, palette[2]),
+        ("perplexity\nexp(H)", report.perplexity, palette[1]),
+        ("merged\nperplexity", report.merged_perplexity, palette[3]),
     ]
     fig = Figure(figsize=(7.5, 5.4), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(bars))
     for x, (label, value, color) in zip(positions, bars):
         if value is None:
-            ax.text(x, 1.0, "n/a\n(proxy)", ha="center", va="bottom", fontsize=8, color="0.4")
+            ax.text(x, 1.0, "n/a\n(proxy)", ha="center", va="bottom", fontsize=8, color="#555555")
             continue
         ax.bar(x, value, color=color, width=0.7)
         ax.text(x, value * 1.08, f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}",
@@ -84,15 +100,15 @@ def used_vs_unique_figure(report: UsageReport) -> Figure:
     ax.set_yscale("log")
     ax.set_ylim(0.8, report.num_prototypes * 4.0)
     ax.set_ylabel("number of prototypes or groups (log scale)")
-    ax.set_title(_title(report, "Prototypes: available, unique, used, effective"), fontsize=10)
+    _head(fig, ax, report, "Prototypes available, unique, used, effective")
     from matplotlib.patches import Patch
 
     kind = "proxy" if report.is_proxy else "data"
-    ax.legend(handles=[Patch(color="0.55", label="head size"),
-                       Patch(color="C0", label="weight space: duplicate groups"),
-                       Patch(color="C2", label="data: counts"),
-                       Patch(color="C1", label=f"{kind}: effective number"),
-                       Patch(color="C3", label=f"{kind}: effective number, duplicates merged")],
+    ax.legend(handles=[Patch(color=other, label="head size"),
+                       Patch(color=palette[0], label="weight space: duplicate groups"),
+                       Patch(color=palette[2], label="data: counts"),
+                       Patch(color=palette[1], label=f"{kind}: effective number"),
+                       Patch(color=palette[3], label=f"{kind}: effective number, duplicates merged")],
               loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     ax.grid(True, axis="y", which="major", alpha=0.3)
     return fig
