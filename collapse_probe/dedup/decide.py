@@ -15,12 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["exact_cosines", "exact_distances", "row_distances", "decide_pairs", "CANDIDATE_MARGIN",
-           "similarity_margin", "DistanceBand", "squared_norm_range"]
-
-#: How far below the threshold a float32 similarity may sit and still be checked exactly.
-#: float32 dot products of unit vectors in D <= 4096 err by well under 1e-5.
-CANDIDATE_MARGIN: float = 1e-4
+__all__ = ["exact_cosines", "exact_distances", "row_distances", "similarity_margin", "DistanceBand",
+           "squared_norm_range"]
 
 #: Unit roundoff of the low-precision formats a candidate pass may use.
 _UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "tf32": 2.0 ** -11, "bfloat16": 2.0 ** -8, "float16": 2.0 ** -11}
@@ -45,16 +41,6 @@ def exact_cosines(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np
     a = vectors[rows].astype(np.float64)
     b = vectors[cols].astype(np.float64)
     return np.einsum("ij,ij->i", a, b)
-
-
-def decide_pairs(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray, cosine: float,
-                 *, chunk: int = 8192) -> np.ndarray:
-    """(n,) bool: which pairs (rows[i], cols[i]) are duplicates at ``cosine`` (exact decision)."""
-    out = np.empty(rows.size, dtype=bool)
-    for start in range(0, rows.size, chunk):
-        stop = start + chunk
-        out[start:stop] = exact_cosines(vectors, rows[start:stop], cols[start:stop]) > cosine
-    return out
 
 
 def exact_distances(vectors: np.ndarray, rows: np.ndarray, cols: np.ndarray,

@@ -10,10 +10,9 @@ Memory: one tile of similarities at a time plus the candidate pairs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import logging
 
 import numpy as np
 

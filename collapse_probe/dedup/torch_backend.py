@@ -57,7 +57,9 @@ class TorchTiles(SimilarityTiles):
             sims = left @ right.T
         finally:
             torch.backends.cuda.matmul.allow_tf32 = previous
-        # Compare in float32: a bfloat16 threshold would itself be rounded. Most tiles hold no
+        # A bfloat16 product is itself rounded to bfloat16 (error u |s| <= u): the margin's
+        # doubling of 2u + dim 2^-24 covers it. Compare in float32: a bfloat16 threshold would
+        # itself be rounded. Most tiles hold no
         # candidate: one max pass settles them.
         cut = threshold - self.margin
         hit = torch.nonzero(sims.max(dim=1).values.float() > cut).flatten()
