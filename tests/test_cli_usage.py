@@ -50,7 +50,7 @@ def test_bottleneck_features_with_planted_assignment(ckpt, tmp_path):
     result = runner.invoke(app, ["usage", str(path), "--features", str(features), "--space", "bottleneck",
                                  "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "data usage" in result.stdout and "PROXY" not in result.stdout
+    assert "data usage: checkpoint.pth, head head" in result.stdout and "PROXY" not in result.stdout
     data = json.loads(out.read_text())
     expected = np.zeros(8, dtype=int)
     np.add.at(expected, _first_member(labels)[group_of_sample], 1)

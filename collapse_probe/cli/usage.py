@@ -45,7 +45,10 @@ def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
             f"PROXY, not a measurement: no --features given, so this is softmax(center / "
             f"{report.temperature:g}) of the checkpoint's teacher-logit running mean. "
             "Pass --features FILE for real usage.", style="bold yellow"))
-    title = f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint} [{report.head}]"
+    from rich.markup import escape
+
+    # escaped: file and head names may contain [brackets], which rich would read as markup
+    title = escape(f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint}, head {report.head}")
     summary = Table(title=title, show_header=False, title_justify="left")
     summary.add_column("statistic")
     summary.add_column("value", justify="right")
