@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 __all__ = [
-    "Method", "Network", "Sources", "Example", "Eps", "Cosine", "MethodOption", "NetworkOption",
+    "Method", "Network", "Space", "Sources", "Example", "Eps", "Cosine", "MethodOption", "NetworkOption",
     "Format", "Key", "FailUnder", "GateEps", "Trust", "CacheDir", "Quiet", "HealthyFloor",
     "CollapsedMaxUnique", "verdict_policy",
 ]
@@ -23,6 +23,13 @@ class Method(str, Enum):
 class Network(str, Enum):
     teacher = "teacher"
     student = "student"
+
+
+class Space(str, Enum):
+    """The space of user-supplied features."""
+
+    backbone = "backbone"
+    bottleneck = "bottleneck"
 
 
 Sources = Annotated[Optional[list[str]], typer.Argument(

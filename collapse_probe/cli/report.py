@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from .common import run_command, stderr_console, stdout_console
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
-                      Quiet, Sources, Trust, verdict_policy)
+                      Quiet, Sources, Space, Trust, verdict_policy)
 
 __all__ = ["register"]
 
@@ -34,6 +35,13 @@ def report_command(
     collapsed_max_unique: CollapsedMaxUnique = 10,
     trust_checkpoint: Trust = False,
     cache_dir: CacheDir = None,
+    features: Optional[Path] = typer.Option(
+        None, "--features", metavar="FILE",
+        help="(N, d) .npy features: adds data-side usage of each checkpoint's first head "
+        "(figures and usage.json)."),
+    space: Space = typer.Option(
+        Space.backbone, "--space",
+        help="Feature space of --features: backbone (through the head MLP) or bottleneck."),
     quiet: Quiet = False,
 ) -> None:
     """Audit checkpoints and write a self-contained report folder (HTML opens offline).
@@ -71,7 +79,18 @@ def report_command(
                            verdict_policy=policy)
             if status is not None:
                 status.update("writing the report")
-            paths = write_report(report, out)
+            figures = extra = None
+            if features is not None:
+                from ..report.figures import report_figures
+                from ..report.usage import measure_usage, usage_json, usage_report_figures
+
+                if status is not None:
+                    status.update("measuring data-side usage")
+                usages = measure_usage(report, features, space=space.value, eps=gate_eps,
+                                       trust=trust_checkpoint)
+                figures = report_figures(report) + usage_report_figures(report, usages)
+                extra = {"usage.json": usage_json(report, usages).encode("utf-8")}
+            paths = write_report(report, out, figures=figures, extra_files=extra)
         finally:
             if status is not None:
                 status.stop()

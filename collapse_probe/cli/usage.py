@@ -10,13 +10,9 @@ from typing import Any, Optional
 import typer
 
 from .common import atomic_write, run_command, stderr_console, stdout_console
+from .options import Network, Space
 
 __all__ = ["register"]
-
-
-class Space(str, Enum):
-    backbone = "backbone"
-    bottleneck = "bottleneck"
 
 
 class Device(str, Enum):
@@ -25,9 +21,6 @@ class Device(str, Enum):
     auto = "auto"
 
 
-class Network(str, Enum):
-    teacher = "teacher"
-    student = "student"
 
 
 def _fmt_share(value: float) -> str:

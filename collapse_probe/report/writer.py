@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +81,7 @@ def write_report(
     *,
     formats: Iterable[str] = REPORT_FORMATS,
     figures: Sequence[ReportFigure] | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> tuple[Path, ...]:
     """Write ``report`` into the folder ``out_dir`` (created if missing).
 
@@ -90,6 +91,8 @@ def write_report(
             in it is touched.
         formats: any of :data:`REPORT_FORMATS` (default all).
         figures: ReportFigures to use (default :func:`~collapse_probe.report.figures.report_figures`).
+        extra_files: more files (name -> content) rendered by the caller, written with the rest
+            in the same atomic step (e.g. ``usage.json``).
 
     Returns:
         The paths written, in a fixed order (report files first, then figures by name).
@@ -103,6 +106,11 @@ def write_report(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: exists and is not a folder; choose a folder path.")
     files = _render(report, formats, figures)
+    for name, content in (extra_files or {}).items():
+        if Path(name).name != name or name in files:
+            raise fail("extra_files", expected="plain file names not used by the report",
+                       got=repr(name))
+        files[name] = content
     order = [n for n in _FILES.values() if n in files] + sorted(n for n in files if n not in _FILES.values())
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
