@@ -88,7 +88,7 @@ def _pm(values: list[float], fmt: str = "{:.1f}") -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--num-prototypes", type=int, default=1024)
     parser.add_argument("--koleo-weight", type=float, default=0.1, help="KoLeo-Proto lambda")
     parser.add_argument("--long-tail", type=float, default=0.1,
