@@ -47,7 +47,7 @@ EXAMPLES: dict[str, Example] = {
         name="dino-digits",
         description=("real DINO run on scikit-learn's handwritten digits without KoLeo-Proto "
                      "(tiny conv net, K=1024 x D=64, seed 0; benchmarks/koleo_demo.py): partial "
-                     "prototype collapse in the student head (audit with --network student)"),
+                     "prototype collapse, clearest at eps 0.1 (student 324 unique, teacher 468)"),
         synthetic=False,
         file="dino_digits.pth",
     ),
