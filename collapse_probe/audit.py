@@ -142,7 +142,7 @@ def _load(source: Source, *, network: str, format: str | None, key: str | None, 
     path = resolve_source(str(source), cache_dir=cache_dir)
     checkpoint = read_checkpoint(path, format=format, network=network, key=key, trust=trust)
     example = EXAMPLES.get(str(source))
-    note = example.description if example is not None and example.synthetic else ""
+    note = example.description if example is not None else ""
     return _Loaded(source=str(source), path=str(path), format=checkpoint.format,
                    network=checkpoint.network, sha256=checkpoint.sha256, heads=checkpoint.heads,
                    note=note)

@@ -95,10 +95,25 @@ def test_usage_errors_are_one_line_exit_2(small, args, phrase):
     assert result.stderr.count("\n") == 1
 
 
-def test_example_runs_without_download(tmp_path, monkeypatch):
+def test_synthetic_example_is_generated_and_labelled(tmp_path, monkeypatch):
     monkeypatch.setenv("COLLAPSE_PROBE_CACHE", str(tmp_path))
-    result = invoke(["audit", "--example", "--eps", "0.025"], tmp_path)
+    result = invoke(["audit", "synthetic-dino", "--eps", "0.025", "--json", "out.json"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.stdout
+    (checkpoint,) = json.loads((tmp_path / "out.json").read_text())["checkpoints"]
+    assert "SYNTHETIC" in checkpoint["note"]
     # The synthetic example plants 1000 groups in 65536 prototypes.
-    assert "1000" in result.stdout and "1.53 %" in result.stdout
+    (res,) = checkpoint["heads"][0]["results"]
+    assert (res["unique"], checkpoint["heads"][0]["num_prototypes"]) == (1000, 65536)
+
+
+def test_example_audits_the_trained_pair_without_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLLAPSE_PROBE_CACHE", str(tmp_path))
+    result = invoke(["audit", "--example", "--eps", "0.1", "--json", "out.json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert [c["source"] for c in data["checkpoints"]] == ["dino-digits", "dino-digits-koleo"]
+    plain, repaired = (c["heads"][0]["results"][0]["utilization"] for c in data["checkpoints"])
+    # The plain run collapsed partially at eps 0.1; KoLeo-Proto kept every prototype apart.
+    assert plain < 0.6 and repaired == 1.0
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.json"]  # nothing generated or downloaded

@@ -38,14 +38,14 @@ def audit_command(
 
     def body() -> int:
         from ..audit import audit
-        from ..examples import EXAMPLE_NAMES
+        from ..examples import DEFAULT_EXAMPLES
         from ..report.json import report_to_json
         from ..report.terminal import render_audit
         from ..validation import fail
 
         names = list(sources or [])
         if example:
-            names += [n for n in EXAMPLE_NAMES if n not in names]
+            names += [n for n in DEFAULT_EXAMPLES if n not in names]
         if not names:
             raise fail("checkpoint", expected="at least one path or zoo name", got="none",
                        hint="Try `collapse-probe audit --example` or `collapse-probe zoo list`.")

@@ -20,10 +20,17 @@ __all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stde
 T = TypeVar("T")
 
 
+#: Table width when stdout is a pipe or a CI log and COLUMNS is not set (rich would use 80).
+PIPE_WIDTH = 120
+
+
 def stdout_console():  # noqa: ANN201 - rich is imported lazily
     from rich.console import Console
 
-    return Console(soft_wrap=False)
+    console = Console(soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(soft_wrap=False, width=PIPE_WIDTH)
+    return console
 
 
 def stderr_console():  # noqa: ANN201

@@ -36,7 +36,8 @@ Sources = Annotated[Optional[list[str]], typer.Argument(
     metavar="PATH_OR_ZOO_NAME...",
     help="Checkpoint files, zoo names (see `zoo list`) or bundled example names.")]
 Example = Annotated[bool, typer.Option(
-    "--example", help="Use the bundled example checkpoints (no download).")]
+    "--example", help="Use the bundled examples: real DINO runs on scikit-learn digits, "
+    "without and with KoLeo-Proto (no download). Name synthetic-dino for a 65536-prototype one.")]
 Eps = Annotated[Optional[list[float]], typer.Option(
     "--eps", help="Distance threshold on unit vectors (repeatable). "
     "Default sweep: 0.025 0.05 0.1 0.25 0.5.")]

@@ -52,13 +52,13 @@ def report_command(
 
     def body() -> int:
         from ..audit import audit
-        from ..examples import EXAMPLE_NAMES
+        from ..examples import DEFAULT_EXAMPLES
         from ..report.writer import write_report
         from ..validation import fail
 
         names = list(sources or [])
         if example:
-            names += [n for n in EXAMPLE_NAMES if n not in names]
+            names += [n for n in DEFAULT_EXAMPLES if n not in names]
         if not names:
             raise fail("checkpoint", expected="at least one path or zoo name", got="none",
                        hint="Try `collapse-probe report --example --out report`.")

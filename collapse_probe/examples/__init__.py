@@ -15,7 +15,7 @@ from pathlib import Path
 from ..cache import cache_dir
 from ..errors import InputError
 
-__all__ = ["Example", "EXAMPLES", "EXAMPLE_NAMES", "example_path"]
+__all__ = ["Example", "EXAMPLES", "EXAMPLE_NAMES", "DEFAULT_EXAMPLES", "example_path"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ EXAMPLES: dict[str, Example] = {
     ),
 }
 EXAMPLE_NAMES: tuple[str, ...] = tuple(EXAMPLES)
+#: What ``--example`` audits: the real trained pair, the collapsed run and its repair.
+DEFAULT_EXAMPLES: tuple[str, ...] = ("dino-digits", "dino-digits-koleo")
 
 
 def example_path(name: str, *, cache: Path | str | None = None) -> Path:
