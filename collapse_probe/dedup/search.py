@@ -30,8 +30,6 @@ _BOX_DIMS = 4
 _BOX_SLACK = 1e-6
 #: Tiles from which a search sorts slabs by the second coordinate.
 _MIN_SLAB_TILES = 128
-#: Use the projected bound when it leaves fewer than this fraction of a sampled tile's rows.
-_PREFILTER_MAX_SURVIVORS = 0.05
 #: Directions tried for the bound, fewest first; a bound costing more than 1/_BOUND_MAX_COST of
 #: the full product is not worth it.
 _BOUND_DIMS = (16, 32, 64, 96)
@@ -254,9 +252,10 @@ def _survivors(factors: BoundFactors, si: int, nrows: int, sj: int, ncols: int, 
 
 def _choose_bound(projection: Projection, reps: np.ndarray, radius: np.ndarray, never: float,
                   norm_min: float, tile_size: int) -> BoundFactors | None:
-    """Bound factors with the fewest directions that rule out most rows of a sample tile pair.
+    """Bound factors whose estimated cost on a sample tile pair is lowest, or None.
 
-    Returns None when no dimension up to :data:`MAX_BOUND_DIM` prunes enough to pay for itself.
+    Cost of a tile pair relative to the full product: ``(dim + 1) / D`` for the bound plus the
+    fraction of rows it leaves for the full product; no bound costs 1.
     """
     count = reps.size
     if count <= 2 * tile_size:
@@ -267,13 +266,19 @@ def _choose_bound(projection: Projection, reps: np.ndarray, radius: np.ndarray, 
     reach = never + 2.0 * float(radius.max())
     threshold = norm_min - reach * reach / 2.0
     full_dim = projection.vectors.shape[1]
+    best_dim, best_cost = 0, 1.0
     for dim in _BOUND_DIMS:
         if dim * _BOUND_MAX_COST > full_dim:
             break
         probe = projection.bound_factors(sample, dim)
         alive = np.count_nonzero(_survivors(probe, 0, tile_size, tile_size, tile_size, threshold))
-        if alive < _PREFILTER_MAX_SURVIVORS * tile_size:
-            log.debug("dedup: bound on %d principal directions (%d of %d sample rows left)",
-                      dim, alive, tile_size)
-            return projection.bound_factors(reps, dim)
-    return None
+        cost = (dim + 1) / full_dim + alive / tile_size
+        if cost < best_cost:
+            best_dim, best_cost = dim, cost
+        if alive == 0:
+            break  # more directions only cost more
+    if best_dim == 0:
+        return None
+    log.debug("dedup: bound on %d principal directions (estimated cost %.2f of the full product)",
+              best_dim, best_cost)
+    return projection.bound_factors(reps, best_dim)
