@@ -5,12 +5,15 @@
    cliques (radius < eps / 2) for greedy. Collapsed groups become single balls.
 2. Candidate search (:mod:`.search`) between ball representatives, once per run of thresholds
    that share a cover, at the loosest of them (a sweep on a healthy or tightly collapsed head is
-   a single pass).
+   a single pass). The coarsest cover is searched in full; each finer cover only inside coarse
+   balls and across coarse candidate pairs.
 3. Per threshold, components (:mod:`.components`) or the greedy walk (:mod:`.greedy`) decide the
    remaining pairs with the exact float64 rule of :mod:`.decide`.
 
-Memory: the matrix, its projection (K x 16), a few (K,) arrays, one tile of similarities and the
-candidate pairs between balls.
+Memory: the matrix, its first principal coordinates (K x 16), the bound factors of the coarsest
+search (at most K x 97 float32), a few (K,) arrays, one tile of similarities and the candidate
+pairs between balls. Those pairs stay few for components (a star absorbs a dense group); for
+greedy, a group too loose for cliques (members between eps / 2 and eps apart) lists its pairs.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ __all__ = ["group_labels", "PROJECTION_DIM"]
 
 log = logging.getLogger(__name__)
 
-#: Principal directions kept for the cheap bound and for clustering.
+#: Principal coordinates kept for clustering and tile boxes.
 PROJECTION_DIM = 16
 #: Nodes per leader-clustering step (its cost grows with the square of this).
 _MERGE_BLOCK = 1024
@@ -49,8 +52,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
         vectors: (K, D) float32 unit rows.
         thresholds: the thresholds, any order.
         method: ``components`` or ``greedy``.
-        block_size: tile size of the candidate search and block size of the clustering;
-            results do not depend on it.
+        block_size: tile size of the candidate search; results do not depend on it.
         tiles: similarity backend (float32 numpy by default).
         progress: ``progress(done, total)`` after each tile row of each search.
         cluster: cover by balls first (True) or search all pairs of prototypes (False); results
