@@ -313,3 +313,19 @@ def test_rows_are_normalised_exactly_like_prototype_sets() -> None:
 ])
 def test_tiny_heads(matrix: np.ndarray) -> None:
     check_all(unit_rows(matrix), eps_values=(0.005, 0.01, 0.5, 2.0))
+
+
+def test_principal_basis_path_matches_oracle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 4096 rows the bound and tile boxes use a principal basis: still exact."""
+    from collapse_probe.dedup import search
+
+    monkeypatch.setattr(search, "_MIN_SLAB_TILES", 2)
+    rng = np.random.default_rng(26)
+    unit = unit_rows(np.concatenate([collapsed(rng, 2500, 32, groups=60), random_directions(rng, 1800, 32),
+                                     boundary_pairs(rng, 32), chain(rng, 32, 60, 0.02)]))
+    assert unit.shape[0] > 4096
+    thresholds = resolve_thresholds((0.025, 0.3))
+    for method in ("components", "greedy"):
+        got = group_labels(unit, thresholds, method=method, block_size=256)
+        for threshold, labels in zip(thresholds, got):
+            np.testing.assert_array_equal(labels, oracle(unit, threshold.cosine, method))
