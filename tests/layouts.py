@@ -1,9 +1,8 @@
 """Checkpoint builders for tests: tiny files in the real layouts of each method, with planted answers.
 
 Every ``write_*`` function writes one file with ``torch.save`` and returns its path. Keys, nesting
-and top-level entries follow the public training code of each method (see
-``checkpoint-layouts.md``): the heads' MLPs are real enough to rebuild (``head.mlp.0/2/4`` with
-GELU between for ViT heads; ``mlp.0``, BatchNorm ``mlp.1`` with running stats, ``mlp.3`` for the
+and top-level entries follow the public training code of each method: the heads' MLPs are real
+enough to rebuild (``head.mlp.0/2/4`` with GELU between for ViT heads; ``mlp.0``, BatchNorm ``mlp.1`` with running stats, ``mlp.3`` for the
 DINO ResNet-50 head), loss centers, ``args`` as an ``argparse.Namespace``, ``epoch`` and
 optimizer-like entries sit where the real files keep them.
 
