@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from .common import atomic_write, run_command, stderr_console, stdout_console
+from .common import atomic_write, run_command, status_line, stderr_console, stdout_console
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
-                      Quiet, Sources, Trust, verdict_policy)
+                      Quiet, Sources, Trust, checkpoint_names, verdict_policy)
 
 __all__ = ["register", "Method", "Network"]
 
@@ -38,35 +38,20 @@ def audit_command(
 
     def body() -> int:
         from ..audit import audit
-        from ..examples import DEFAULT_EXAMPLES
         from ..report.json import report_to_json
         from ..report.terminal import render_audit
-        from ..validation import fail
 
-        names = list(sources or [])
-        if example:
-            names += [n for n in DEFAULT_EXAMPLES if n not in names]
-        if not names:
-            raise fail("checkpoint", expected="at least one path or zoo name", got="none",
-                       hint="Try `collapse-probe audit --example` or `collapse-probe zoo list`.")
-        err = stderr_console()
-        show_progress = not quiet and err.is_terminal
-        status = err.status("auditing") if show_progress else None
-        if status is not None:
-            status.start()
-        try:
+        names = checkpoint_names(sources, example, hint="Try `collapse-probe audit --example` "
+                                 "or `collapse-probe zoo list`.")
+        policy = verdict_policy(healthy_floor=healthy_floor,
+                                collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
+        with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,
                            fail_under=fail_under, gate_eps=gate_eps, cache_dir=cache_dir,
-                           progress=(status.update if status is not None else None),
-                           verdict_policy=verdict_policy(healthy_floor=healthy_floor,
-                                                         collapsed_max_unique=collapsed_max_unique,
-                                                         gate_eps=gate_eps))
-        finally:
-            if status is not None:
-                status.stop()
+                           progress=progress, verdict_policy=policy)
         # With JSON on stdout the tables go to stderr, so stdout stays parseable.
-        console = err if json_out == "-" else stdout_console()
+        console = stderr_console() if json_out == "-" else stdout_console()
         for renderable in render_audit(report):
             console.print(renderable)
         if json_out is not None:

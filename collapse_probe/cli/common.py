@@ -15,7 +15,8 @@ import typer
 
 from ..errors import CollapseProbeError
 
-__all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console"]
+__all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
+           "status_line"]
 
 T = TypeVar("T")
 
@@ -37,6 +38,18 @@ def stderr_console():  # noqa: ANN201
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def status_line(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr showing the latest status; yields its ``update`` function, or None
+    when stderr is not a terminal or ``quiet`` is set (the core's progress callbacks accept both)."""
+    err = stderr_console()
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    with err.status(text) as status:
+        yield status.update
 
 
 def run_command(body: Callable[[], T]) -> T:

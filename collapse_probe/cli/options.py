@@ -11,7 +11,7 @@ import typer
 __all__ = [
     "Method", "Network", "Space", "Sources", "Example", "Eps", "Cosine", "MethodOption", "NetworkOption",
     "Format", "Key", "FailUnder", "GateEps", "Trust", "CacheDir", "Quiet", "HealthyFloor",
-    "CollapsedMaxUnique", "verdict_policy",
+    "CollapsedMaxUnique", "verdict_policy", "checkpoint_names",
 ]
 
 
@@ -74,3 +74,16 @@ def verdict_policy(*, healthy_floor: float, collapsed_max_unique: int, gate_eps:
 
     return VerdictPolicy(eps=gate_eps, healthy_floor=healthy_floor,
                          collapsed_max_unique=collapsed_max_unique)
+
+
+def checkpoint_names(sources: list[str] | None, example: bool, *, hint: str) -> list[str]:
+    """The checkpoints a command was given, plus the bundled examples with ``--example``."""
+    from ..examples import DEFAULT_EXAMPLES
+    from ..validation import fail
+
+    names = list(sources or [])
+    if example:
+        names += [n for n in DEFAULT_EXAMPLES if n not in names]
+    if not names:
+        raise fail("checkpoint", expected="at least one path or zoo name", got="none", hint=hint)
+    return names

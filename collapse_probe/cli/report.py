@@ -8,10 +8,11 @@ from typing import Optional
 
 import typer
 
-from .common import run_command, stderr_console, stdout_console
+from .common import run_command, status_line, stdout_console
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
-                      Quiet, Sources, Space, Trust, verdict_policy)
+                      Quiet, Sources, Space, Trust, checkpoint_names,
+                      verdict_policy)
 
 __all__ = ["register"]
 
@@ -52,48 +53,35 @@ def report_command(
 
     def body() -> int:
         from ..audit import audit
-        from ..examples import DEFAULT_EXAMPLES
         from ..report.writer import write_report
         from ..validation import fail
 
-        names = list(sources or [])
-        if example:
-            names += [n for n in DEFAULT_EXAMPLES if n not in names]
-        if not names:
-            raise fail("checkpoint", expected="at least one path or zoo name", got="none",
-                       hint="Try `collapse-probe report --example --out report`.")
+        names = checkpoint_names(sources, example,
+                                 hint="Try `collapse-probe report --example --out report`.")
         if out.exists() and not out.is_dir():
             raise fail("--out", expected="a folder", got=f"the file {out}",
                        hint="Choose a new or existing folder.")
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
-        err = stderr_console()
-        status = err.status("auditing") if (not quiet and err.is_terminal) else None
-        if status is not None:
-            status.start()
-        try:
+        with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,
                            fail_under=fail_under, gate_eps=gate_eps, cache_dir=cache_dir,
-                           progress=(status.update if status is not None else None),
-                           verdict_policy=policy)
-            if status is not None:
-                status.update("writing the report")
+                           progress=progress, verdict_policy=policy)
             figures = extra = None
             if features is not None:
                 from ..report.figures import report_figures
                 from ..report.usage import measure_usage, usage_json, usage_report_figures
 
-                if status is not None:
-                    status.update("measuring data-side usage")
+                if progress is not None:
+                    progress("measuring data-side usage")
                 usages = measure_usage(report, features, space=space.value, eps=gate_eps,
                                        trust=trust_checkpoint)
                 figures = report_figures(report) + usage_report_figures(report, usages)
                 extra = {"usage.json": usage_json(report, usages).encode("utf-8")}
+            if progress is not None:
+                progress("writing the report")
             paths = write_report(report, out, figures=figures, extra_files=extra)
-        finally:
-            if status is not None:
-                status.stop()
         console = stdout_console()
         for checkpoint in report.checkpoints:
             for head in checkpoint.heads:

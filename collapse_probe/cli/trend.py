@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from .common import atomic_path, atomic_write, run_command, stderr_console, stdout_console
+from .common import atomic_path, atomic_write, run_command, status_line, stdout_console
 from .options import (Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Trust)
 
@@ -56,17 +56,10 @@ def trend_command(
         from ..trend import trend
         from ..trend.terminal import render_trend
 
-        err = stderr_console()
-        status = err.status("auditing") if (not quiet and err.is_terminal) else None
-        if status is not None:
-            status.start()
-        try:
+        with status_line(quiet, "auditing") as progress:
             report = trend(inputs, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,
-                           progress=(status.update if status is not None else None))
-        finally:
-            if status is not None:
-                status.stop()
+                           progress=progress)
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)
