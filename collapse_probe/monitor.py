@@ -23,8 +23,8 @@ candidate pairs on that GPU too and decides them exactly on the host (one (K, D)
 record); teacher statistics are reduced on their device and only scalars come back.
 
 Cost (``benchmarks/bench_monitor.py``): both the duplicate count and the exact KoLeo value are
-K x K searches. At K = 65536 on a 2-core CPU one record cost 64-144 DINO head steps (batch 64), almost all of it
-the exact KoLeo neighbour search; with ``koleo_anchors=4096`` it cost 8-11. Record every 1000
+K x K searches. At K = 65536 on a 2-core CPU one record cost 113-191 DINO head steps (batch 64), almost all of it
+the exact KoLeo neighbour search; with ``koleo_anchors=4096`` it cost 15-16. Record every 1000
 steps or so, or train on a GPU.
 """
 
