@@ -53,7 +53,7 @@ def audit(
         fail_under: utilization floor in [0, 1] every head must reach at ``gate_eps``; None: no gate.
         gate_eps: the gate's distance threshold (its result is added to the sweep if missing).
         cache_dir: where zoo downloads and generated examples live.
-        progress: called with a short status line before each checkpoint is read.
+        progress: called with short status lines while checkpoints are read and searched.
         verdict_policy: thresholds of each head's one-word verdict (defaults when None).
 
     Returns:
@@ -79,9 +79,11 @@ def audit(
                            cache_dir=cache_dir)
         heads = []
         for head in checkpoint.heads:
+            what = f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})"
             if progress is not None:
-                progress(f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})")
-            results = sweep(head, eps=eps_values, method=method)
+                progress(what)
+            results = sweep(head, eps=eps_values, method=method,
+                            progress=None if progress is None else _percent(progress, what))
             neighbours = nearest_neighbour_similarity(
                 head, seed=(verdict_policy or VerdictPolicy()).seed)
             verdict = judge_head(head, results, policy=verdict_policy, neighbours=neighbours,
@@ -146,6 +148,15 @@ def _load(source: Source, *, network: str, format: str | None, key: str | None, 
     return _Loaded(source=str(source), path=str(path), format=checkpoint.format,
                    network=checkpoint.network, sha256=checkpoint.sha256, heads=checkpoint.heads,
                    note=note)
+
+
+def _percent(progress: Callable[[str], None], what: str) -> Callable[[int, int], None]:
+    """Turn the engine's ``(done, total)`` callback into status lines."""
+
+    def report(done: int, total: int) -> None:
+        progress(f"{what}: {100 * done // max(total, 1)} %")
+
+    return report
 
 
 def _gate(audits: list[CheckpointAudit], fail_under: float, gate_eps: float) -> GateResult:

@@ -57,3 +57,12 @@ def test_bad_options_raise_input_errors(planted, kwargs, phrase):
 def test_no_sources_is_an_error():
     with pytest.raises(InputError, match="at least one checkpoint"):
         audit([])
+
+
+def test_progress_reports_reading_and_search(planted):
+    lines = []
+    audit(planted[0], eps=0.025, progress=lines.append)
+    assert lines[0].startswith("reading ndarray of shape (400, 24)")
+    search = [line for line in lines if line.startswith("deduplicating <array> / prototypes (K=400)")]
+    assert search[0].endswith("(K=400)")  # announced before the search starts
+    assert search[-1].endswith(": 100 %")  # and the engine's own progress reaches the end
