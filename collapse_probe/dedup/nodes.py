@@ -128,13 +128,7 @@ def merge_nodes(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: fl
     alone = parent < 0
     parent[alone] = np.flatnonzero(alone)
     offset[alone] = nodes.radius[alone]
-    if np.all(parent == np.arange(count)):
-        return nodes
-    # Renumber leaders in rep order; reps of leaders are reps of nodes, so stay ascending.
-    leader_ids, new_index = np.unique(parent, return_inverse=True)
-    radius = np.zeros(leader_ids.size)
-    np.maximum.at(radius, new_index, offset)
-    return Nodes(rep=nodes.rep[leader_ids], radius=radius, node_of=new_index[nodes.node_of])
+    return _under_leaders(nodes, parent, offset)
 
 
 def _join_existing(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_coords: np.ndarray,
@@ -271,8 +265,15 @@ def grid_merge(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: flo
         pending = movers[~ok]
         if pending.size == 0 or not np.any(ok):
             break
-    if np.all(parent == np.arange(count)):
+    return _under_leaders(nodes, parent, offset)
+
+
+def _under_leaders(nodes: Nodes, parent: np.ndarray, offset: np.ndarray) -> Nodes:
+    """Merge each node into its leader ``parent`` (a leader is its own parent); ``offset`` is a
+    node's distance bound to its leader's rep, so a merged radius is the largest offset."""
+    if np.all(parent == np.arange(parent.size)):
         return nodes
+    # Renumber leaders in rep order; reps of leaders are reps of nodes, so stay ascending.
     leader_ids, new_index = np.unique(parent, return_inverse=True)
     radius = np.zeros(leader_ids.size)
     np.maximum.at(radius, new_index, offset)
