@@ -76,7 +76,7 @@ def test_human_output(files: Path) -> None:
 @pytest.mark.parametrize("case,needle", [
     ("one_view", "2 views"),
     ("same_out", "input checkpoint"),
-    ("missing_ckpt", "does not exist"),
+    ("missing_ckpt", "no such file"),
     ("missing_features", "does not exist"),
     ("bad_device", "device"),
 ])

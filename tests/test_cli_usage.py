@@ -174,3 +174,11 @@ def test_progress_bar_only_on_a_terminal(ckpt, tmp_path, monkeypatch):
     shown = runner.invoke(app, ["usage", str(path), "--features", str(file), "--space", "bottleneck"])
     assert shown.exit_code == 0, shown.output
     assert "assigning samples" in screen.getvalue()
+
+
+def test_bundled_example_by_name_uses_its_center_proxy():
+    result = runner.invoke(app, ["usage", "dino-digits", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["checkpoint"].endswith("dino_digits.pth")
+    assert data["source"] == "center-proxy" and data["num_prototypes"] == 1024

@@ -33,7 +33,9 @@ def sparkline(values: list[float], width: int = 60) -> str:
 
 
 def finetune_command(
-    checkpoint: Annotated[Path, typer.Argument(help="The checkpoint to repair (never modified).")],
+    checkpoint: Annotated[str, typer.Argument(
+        metavar="CKPT", help="The checkpoint to repair (never modified): a file, zoo name or "
+        "bundled example name.")],
     features: Annotated[Path, typer.Option(
         "--features", help="Backbone features .npy: (N, V, d) with V >= 2 views, or (N, d) "
                            "(feature-space augmentation: Gaussian noise + feature dropout).")],
@@ -66,7 +68,9 @@ def finetune_command(
 
     def body() -> None:
         from ..finetune import finetune
+        from ..sources import resolve_source
 
+        path = resolve_source(checkpoint)
         console = stderr_console() if json_out == "-" else stdout_console()
 
         def on_log(step: int, curve) -> None:  # noqa: ANN001 - numpy array
@@ -76,7 +80,7 @@ def finetune_command(
             console.print(f"step {step + 1:>6}/{steps}  loss {total:9.4f}  method {method:9.4f}  "
                           f"koleo {koleo:9.4f}", highlight=False, soft_wrap=True)
 
-        result = finetune(checkpoint, features, out=out, koleo_weight=koleo_weight, steps=steps,
+        result = finetune(path, features, out=out, koleo_weight=koleo_weight, steps=steps,
                           batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
                           head=head, trust=trust_checkpoint, teacher_momentum=teacher_momentum,
                           teacher_temp=teacher_temp, koleo_anchors=koleo_anchors,

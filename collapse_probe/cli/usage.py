@@ -76,7 +76,8 @@ def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
 
 
 def usage_command(
-    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Checkpoint file."),
+    checkpoint: str = typer.Argument(..., metavar="CKPT",
+                                     help="Checkpoint file, zoo name or bundled example name."),
     features: Optional[Path] = typer.Option(
         None, "--features", metavar="FILE",
         help="(N, d) features as .npy (memory-mapped). Without it: the center proxy."),
@@ -103,8 +104,10 @@ def usage_command(
     def body() -> None:
         import json
 
+        from ..sources import resolve_source
         from ..usage import usage_from_checkpoint
 
+        path = resolve_source(checkpoint)
         err = stderr_console()
         bar = None
         if features is not None and not quiet and err.is_terminal:
@@ -121,17 +124,17 @@ def usage_command(
             bar.start()
         try:
             report = usage_from_checkpoint(
-                checkpoint, features, space=space.value, head=head, eps=eps, format=format,
+                path, features, space=space.value, head=head, eps=eps, format=format,
                 network=network.value, key=key, trust=trust_checkpoint, temperature=temperature,
                 progress=progress if bar is not None else None, device=device.value)
         finally:
             if bar is not None:
                 bar.stop()
         console = err if json_out == "-" else stdout_console()
-        for renderable in render_usage(report, checkpoint=checkpoint.name):
+        for renderable in render_usage(report, checkpoint=path.name if path == Path(checkpoint) else checkpoint):
             console.print(renderable)
         if json_out is not None:
-            document = {"checkpoint": str(checkpoint), "features": None if features is None else str(features),
+            document = {"checkpoint": str(path), "features": None if features is None else str(features),
                         **report.to_dict()}
             atomic_write(json_out, json.dumps(document, indent=1) + "\n")
 
