@@ -474,3 +474,15 @@ def test_network_state_strips_whole_leading_parts(tmp_path, protos):
 ])
 def test_strip_wrappers_whole_parts_only(key, expected):
     assert strip_wrappers(key) == expected
+
+
+@pytest.mark.parametrize("form", ["plain", "weight-norm-old", "weight-norm-new"])
+def test_reading_never_writes_into_the_memory_mapped_file(tmp_path, protos, form):
+    # Rows of norm != 1: normalising them in place would change a plain layer's stored weights.
+    path = write_dino(tmp_path / "c.pth", prototypes=protos * 3.0, form=form)
+    before = path.read_bytes()
+    first = read_checkpoint(path).heads[0].vectors.copy()
+    second = read_checkpoint(path).heads[0].vectors
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(np.linalg.norm(second, axis=1), 1.0, rtol=1e-6)

@@ -119,7 +119,13 @@ def _read(state: Mapping[str, Any], layer: LastLayer, *, key_prefix: str,
         matrix, gain_all_ones = _weight_norm(state, layer, source_keys)
     # float64 accumulation without a float64 copy of the whole matrix.
     norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64))
-    vectors = matrix / norms[:, None].astype(np.float32)
+    scale = norms[:, None].astype(np.float32)
+    if matrix.flags.owndata and matrix.flags.writeable:
+        # A fresh array (weight norm applied, or upcast): normalise in place, one copy fewer.
+        vectors = np.divide(matrix, scale, out=matrix)
+    else:
+        # A view of the checkpoint's (memory-mapped) storage: never write into it.
+        vectors = matrix / scale
     return PrototypeSet(name=layer.name, vectors=vectors, norms=norms.astype(np.float32),
                         source_keys=source_keys, shared_with=shared_with,
                         gain_all_ones=gain_all_ones)
