@@ -21,10 +21,10 @@ __all__ = ["NeighbourSimilarity", "nearest_neighbour_similarity", "random_nn_cdf
 log = logging.getLogger(__name__)
 
 #: Up to this many prototypes every prototype is an anchor (exact, K x K in blocks).
-MAX_EXACT: int = 16384
+MAX_EXACT: int = 4096
 #: Beyond MAX_EXACT, this many anchors drawn without replacement (fixed seed) are searched against
 #: all K prototypes. Each anchor's similarity is still exact; only the set of anchors is a sample.
-NUM_ANCHORS: int = 4096
+NUM_ANCHORS: int = 1024
 
 
 @dataclass(frozen=True, eq=False)
