@@ -144,11 +144,7 @@ def _join_existing(vectors: np.ndarray, nodes: Nodes, block: np.ndarray, block_c
     cand = block[near]
     if cand.size == 0:
         return
-    lead = leaders[best[near]]
-    dist = exact_distances(vectors, nodes.rep[cand], nodes.rep[lead]) + nodes.radius[cand]
-    ok = dist < limit
-    parent[cand[ok]] = lead[ok]
-    offset[cand[ok]] = dist[ok]
+    _attach(vectors, nodes, cand, leaders[best[near]], limit, parent, offset)
 
 
 def _found_dense(vectors: np.ndarray, nodes: Nodes, ids: np.ndarray, close: np.ndarray, limit: float,
@@ -257,15 +253,22 @@ def grid_merge(vectors: np.ndarray, coords: np.ndarray, nodes: Nodes, limit: flo
         movers = pending[leader != pending]
         if movers.size == 0:
             break
-        lead = leader_of_cell[cell[movers]]
-        dist = exact_distances(vectors, nodes.rep[movers], nodes.rep[lead]) + nodes.radius[movers]
-        ok = dist < limit
-        parent[movers[ok]] = lead[ok]
-        offset[movers[ok]] = dist[ok]
+        ok = _attach(vectors, nodes, movers, leader_of_cell[cell[movers]], limit, parent, offset)
         pending = movers[~ok]
         if pending.size == 0 or not np.any(ok):
             break
     return _under_leaders(nodes, parent, offset)
+
+
+def _attach(vectors: np.ndarray, nodes: Nodes, members: np.ndarray, leads: np.ndarray,
+            limit: float, parent: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Put each member node under its proposed leader when the exact bound (distance between
+    reps plus the member's radius) stays below ``limit``; returns which ones moved."""
+    dist = exact_distances(vectors, nodes.rep[members], nodes.rep[leads]) + nodes.radius[members]
+    ok = dist < limit
+    parent[members[ok]] = leads[ok]
+    offset[members[ok]] = dist[ok]
+    return ok
 
 
 def _under_leaders(nodes: Nodes, parent: np.ndarray, offset: np.ndarray) -> Nodes:

@@ -114,16 +114,11 @@ def _dino_loss(student_views, teacher_out, center, *, num_global: int, student_t
     """
     import torch
 
+    from ..finetune.objectives import cross_view_entropy
+
     targets = ((teacher_out - center) / teacher_temp).softmax(dim=-1).chunk(num_global)
     log_probs = [(s / student_temp).log_softmax(dim=-1) for s in student_views]
-    total, terms = 0.0, 0
-    for iq, q in enumerate(targets):
-        for v, log_p in enumerate(log_probs):
-            if v == iq:  # the same view: nothing to predict
-                continue
-            total = total + torch.sum(-q * log_p, dim=-1).mean()
-            terms += 1
-    return total / terms
+    return cross_view_entropy(torch.stack(targets, dim=1), torch.stack(log_probs, dim=1))
 
 
 def train_dino(images: np.ndarray, *, config: TrainConfig = TrainConfig(),

@@ -28,20 +28,21 @@ def _all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def cross_view_entropy(targets: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over samples and over ordered pairs of different views (i target, j prediction) of
+    """Mean over samples and over pairs of different views (i target, j prediction) of
     ``-sum_k targets[:, i, k] * log_probs[:, j, k]``.
 
     Args:
-        targets: (B, V, K) probabilities (no gradient needed).
-        log_probs: (B, V, K) log-probabilities.
+        targets: (B, G, K) probabilities (no gradient needed): the teacher's G views.
+        log_probs: (B, V, K) log-probabilities, V >= G: the student's views, the G views the
+            teacher saw first (DINO's multi-crop: global crops, then local ones).
     """
-    views = targets.shape[1]
+    num_targets, num_views = targets.shape[1], log_probs.shape[1]
     total = targets.new_zeros(())
-    for i in range(views):
-        for j in range(views):
+    for i in range(num_targets):
+        for j in range(num_views):
             if i != j:
                 total = total + torch.sum(-targets[:, i] * log_probs[:, j], dim=-1).mean()
-    return total / (views * (views - 1))
+    return total / (num_targets * (num_views - 1))
 
 
 class DinoObjective:
