@@ -14,6 +14,7 @@ from typing import TypeVar
 import typer
 
 from ..errors import CollapseProbeError
+from ..escape import terminal
 
 __all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
            "status_line"]
@@ -62,7 +63,8 @@ def run_command(body: Callable[[], T]) -> T:
     try:
         return body()
     except CollapseProbeError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # Messages quote names from files: one line, no control sequences.
+        typer.echo(f"error: {terminal(exc)}", err=True)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -99,7 +99,10 @@ def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneRe
     from rich.table import Table
 
     k = result.num_prototypes
-    table = Table(title=f"{result.format} {result.head}: unique prototypes (of K = {k})")
+    from ..escape import terminal, terminal_markup
+
+    table = Table(title=f"{terminal_markup(result.format)} {terminal_markup(result.head)}: "
+                  f"unique prototypes (of K = {k})")
     table.add_column("network")
     table.add_column("eps", justify="right")
     table.add_column("before", justify="right")
@@ -114,7 +117,7 @@ def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneRe
     koleo = [v for v in loss[:, 2] if v == v]
     if koleo:
         console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {result.out} ({len(result.written_keys)} head tensors changed, "
+    console.print(f"wrote {terminal(result.out)} ({len(result.written_keys)} head tensors changed, "
                   f"koleo weight {result.settings['koleo_weight']:g}, {result.settings['steps']} steps)",
                   highlight=False, soft_wrap=True)
 

@@ -53,6 +53,7 @@ def report_command(
 
     def body() -> int:
         from ..audit import audit
+        from ..escape import terminal
         from ..report.writer import write_report
         from ..validation import fail
 
@@ -86,9 +87,11 @@ def report_command(
         for checkpoint in report.checkpoints:
             for head in checkpoint.heads:
                 if head.verdict is not None:
-                    console.print(f"{checkpoint.source} / {head.name}: {head.verdict.label}",
+                    console.print(f"{terminal(checkpoint.source)} / {terminal(head.name)}: "
+                                  f"{head.verdict.label}",
                                   highlight=False, markup=False)
-        console.print(f"wrote {len(paths)} files to {out} (open {out / 'report.html'})",
+        console.print(f"wrote {len(paths)} files to {terminal(out)} "
+                      f"(open {terminal(out / 'report.html')})",
                       highlight=False, markup=False)
         gate = report.gate
         if gate is not None:

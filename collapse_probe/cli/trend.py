@@ -53,6 +53,7 @@ def trend_command(
     """
 
     def body() -> int:
+        from ..escape import terminal
         from ..trend import trend
         from ..trend.terminal import render_trend
 
@@ -63,7 +64,8 @@ def trend_command(
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)
-        console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+        console.print(f"wrote {terminal(', '.join(str(p) for p in written))}", highlight=False,
+                      markup=False)
         return 0
 
     code = run_command(body)

@@ -38,10 +38,11 @@ def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
             f"PROXY, not a measurement: no --features given, so this is softmax(center / "
             f"{report.temperature:g}) of the checkpoint's teacher-logit running mean. "
             "Pass --features FILE for real usage.", style="bold yellow"))
-    from rich.markup import escape
+    from ..escape import terminal_markup
 
     # escaped: file and head names may contain [brackets], which rich would read as markup
-    title = escape(f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint}, head {report.head}")
+    title = terminal_markup(f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint}, "
+                            f"head {report.head}")
     summary = Table(title=title, show_header=False, title_justify="left")
     summary.add_column("statistic")
     summary.add_column("value", justify="right")
