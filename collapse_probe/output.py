@@ -34,7 +34,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -435,14 +435,21 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def refuse_overwriting_inputs(outputs: Mapping[str, Path | str | None],
-                              inputs: Mapping[str, Path | str | None]) -> None:
+_Named = Mapping[str, "Path | str | None"] | Iterable[tuple[str, "Path | str | None"]]
+
+
+def _pairs(named: _Named) -> list[tuple[str, Path | str | None]]:
+    return list(named.items()) if isinstance(named, Mapping) else list(named)
+
+
+def refuse_overwriting_inputs(outputs: _Named, inputs: _Named) -> None:
     """Refuse outputs that would replace an input, or each other.
 
     Args:
-        outputs: label -> path the command will write (None and ``-`` for stdout are skipped).
-            Labels are what the user knows the path as (an option name, "the report folder").
-        inputs: label -> path the command reads (None skipped; missing files never match).
+        outputs: label -> path the command will write (None and ``-`` for stdout are skipped),
+            as a mapping or ``(label, path)`` pairs. Labels are what the user knows the path
+            as (an option name, "the report folder").
+        inputs: label -> path the command reads, likewise (None skipped).
 
     Raises:
         InputError: an output is the same file as an input (same device and inode, through
@@ -452,7 +459,8 @@ def refuse_overwriting_inputs(outputs: Mapping[str, Path | str | None],
         return value is not None and str(value) not in ("", "-")
 
     seen: dict[str, str] = {}
-    for label, value in outputs.items():
+    sources = _pairs(inputs)
+    for label, value in _pairs(outputs):
         if not usable(value):
             continue
         out = Path(str(value)).expanduser()
@@ -461,7 +469,7 @@ def refuse_overwriting_inputs(outputs: Mapping[str, Path | str | None],
         special = ident is not None and not stat.S_ISREG(os.stat(out).st_mode)
         if special:
             continue
-        for in_label, in_value in inputs.items():
+        for in_label, in_value in sources:
             if not usable(in_value):
                 continue
             source = Path(str(in_value)).expanduser()

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..finetune.api import DEFAULT_KOLEO_WEIGHT
-from .common import atomic_write, run_command, stderr_console, stdout_console
+from .common import atomic_write, refuse_overwriting_sources, run_command, stderr_console, stdout_console
 from .options import Format, Trust
 
 __all__ = ["register", "sparkline"]
@@ -70,6 +70,8 @@ def finetune_command(
         from ..finetune import finetune
         from ..sources import resolve_source
 
+        refuse_overwriting_sources({"--out": out, "--json": json_out}, [checkpoint],
+                                   inputs=[("--features", features)])
         path = resolve_source(checkpoint)
         console = stderr_console() if json_out == "-" else stdout_console()
 

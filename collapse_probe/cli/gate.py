@@ -38,7 +38,14 @@ def gate_command(
         from ..gate import (gate_to_junit, github_annotations, github_summary, in_github_actions,
                             load_gate_config, run_gate)
 
+        from ..gate.run import checkpoint_files
+        from ..output import refuse_overwriting_inputs
+
         gate_config = load_gate_config(config)
+        refuse_overwriting_inputs(
+            {"--junit-xml": junit_xml},
+            [("the configuration", gate_config.source or None)]
+            + [("the checkpoint", p) for p in checkpoint_files(gate_config)])
         err = stderr_console()
         status = err.status("gate") if (not quiet and err.is_terminal) else None
         if status is not None:

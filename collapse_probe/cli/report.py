@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import run_command, status_line, stdout_console
+from .common import refuse_overwriting_sources, run_command, status_line, stdout_console
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Sources, Space, Trust, checkpoint_names,
@@ -64,6 +64,10 @@ def report_command(
                        hint="Choose a new or existing folder.")
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
+        # The report's own file names: none of them may be a checkpoint or the features.
+        names_written = ("report.html", "report.md", "report.json", "heads.csv", "usage.json")
+        refuse_overwriting_sources([(f"--out {out}: its", out / name) for name in names_written],
+                                   names, cache_dir=cache_dir, inputs=[("--features", features)])
         with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,

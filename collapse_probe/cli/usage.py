@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import atomic_write, run_command, stderr_console, stdout_console
+from .common import atomic_write, refuse_overwriting_sources, run_command, stderr_console, stdout_console
 from .options import Network, Space
 
 __all__ = ["register"]
@@ -108,6 +108,8 @@ def usage_command(
         from ..sources import resolve_source
         from ..usage import usage_from_checkpoint
 
+        refuse_overwriting_sources({"--json": json_out}, [checkpoint],
+                                   inputs=[("--features", features)])
         path = resolve_source(checkpoint)
         err = stderr_console()
         bar = None

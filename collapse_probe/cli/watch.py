@@ -46,8 +46,9 @@ def watch_command(
         from ..escape import terminal
         from ..trend import Watcher
         from ..trend.terminal import render_trend
-        from .trend import write_trend_outputs
+        from .trend import check_trend_folder, write_trend_outputs
 
+        check_trend_folder(out)
         console = stdout_console()
 
         announced: set[str] = set()
