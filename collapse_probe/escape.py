@@ -14,7 +14,8 @@ its medium, so they are shown as data and never act as markup or commands:
 * :func:`csv_cell` - a leading ``= + - @`` (or tab / CR) neutralised with a ``'``, so a
   spreadsheet never runs the cell as a formula;
 * :func:`xml` - characters XML 1.0 forbids removed (ElementTree escapes the rest);
-* :func:`workflow_data` / :func:`workflow_property` - GitHub Actions' workflow-command encoding.
+* :func:`workflow_data` / :func:`workflow_property` - GitHub Actions' workflow-command encoding;
+* :func:`plot_text` - matplotlib text: ``$`` escaped, so a name is never parsed as mathtext.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import html as _html
 import re
 
 __all__ = ["terminal", "terminal_markup", "markdown", "markdown_code", "html", "csv_cell", "xml", "workflow_data",
-           "workflow_property"]
+           "workflow_property", "plot_text"]
 
 # C0 controls, DEL, C1 controls, the Unicode line/paragraph separators and the bidirectional
 # embedding/override/isolate characters (which reorder what a terminal or browser shows).
@@ -95,10 +96,18 @@ def xml(text: object) -> str:
 
 def workflow_data(text: object) -> str:
     """The message of a GitHub workflow command (``::error::<data>``): ``%``, CR and LF encoded,
-    so a name can never end the command or start one of its own."""
-    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    so a name can never end the command or start one of its own; other control characters
+    (ESC sequences) shown as escapes."""
+    shown = _CONTROL.sub(lambda m: m.group() if m.group() in "\r\n" else _visible(m), str(text))
+    return shown.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def workflow_property(text: object) -> str:
     """A property value of a workflow command (``title=<value>``): as data, plus ``:`` and ``,``."""
     return workflow_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def plot_text(text: object) -> str:
+    """``text`` for a matplotlib title, label or tick: controls made visible and ``$`` escaped
+    (an unbalanced ``$\\frac{`` would otherwise stop the figure with a mathtext error)."""
+    return terminal(text).replace("$", r"\$")

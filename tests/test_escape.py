@@ -75,6 +75,7 @@ def test_xml_drops_forbidden_characters():
 def test_workflow_command_encoding():
     assert escape.workflow_data("50 %\r\n::x") == "50 %25%0D%0A::x"
     assert escape.workflow_property("a:b,c\n") == "a%3Ab%2Cc%0A"
+    assert escape.workflow_data("a\x1b[2Jb") == "a\\x1b[2Jb"
 
 
 @pytest.fixture(scope="module")
