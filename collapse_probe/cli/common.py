@@ -52,6 +52,14 @@ def status_line(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None
         yield status.update
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log records quote names from files: each record stays one line without control
+    sequences (a newline in a head name must not start a workflow command in a CI log)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return terminal(super().formatMessage(record))  # tracebacks, if any, keep their lines
+
+
 def run_command(body: Callable[[], T]) -> T:
     """Run a command body; a :class:`CollapseProbeError` becomes one line on stderr and exit 2.
 
@@ -59,6 +67,9 @@ def run_command(body: Callable[[], T]) -> T:
     """
     logging.basicConfig(level=os.environ.get("COLLAPSE_PROBE_LOG", "WARNING").upper(),
                         format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler.formatter) is logging.Formatter:  # ours, not one a caller installed
+            handler.setFormatter(_OneLineFormatter(handler.formatter._fmt))
     try:
         return body()
     except CollapseProbeError as exc:
