@@ -85,8 +85,9 @@ def write_report(
 
     Args:
         report: the audit.
-        out_dir: the report folder. Files of the same names in it are replaced; nothing else
-            in it is touched.
+        out_dir: the report folder. Files of the same names in it are replaced, files of
+            other names kept; the folder is swapped in whole, so an error or a kill leaves the
+            old one as it was.
         formats: any of :data:`REPORT_FORMATS` (default all).
         figures: ReportFigures to use (default :func:`~collapse_probe.report.figures.report_figures`).
         extra_files: more files (name -> content) rendered by the caller, written with the rest
