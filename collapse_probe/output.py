@@ -52,6 +52,7 @@ _BACKUP_MARK = ".collapse-probe-old-"
 _NAME_PART = 100  # characters of the target's name kept in a temporary name (NAME_MAX is 255)
 _MARKED = re.compile(r"^\.(?P<name>.*)\.collapse-probe-(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
 _RENAME_EXCHANGE = 2
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # O_EXCL alone never follows a link either
 _AT_FDCWD = -100
 
 _HINTS = {
@@ -100,10 +101,12 @@ def _pid_alive(pid: int) -> bool:
 
 def _locked_elsewhere(path: Path) -> bool:
     """Whether another process holds the write lock of a temporary file (see :func:`open_output`)."""
-    import fcntl
-
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        import fcntl
+    except ImportError:  # no flock (Windows): the pid alone decides
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return True  # not ours to judge
     try:
@@ -163,7 +166,7 @@ def remove_stale_temps(folder: Path | str) -> list[Path]:
 def _fsync_dir(folder: Path) -> None:
     # The rename itself must reach the disk, not only the data: fsync the folder.
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return
     try:
@@ -204,9 +207,7 @@ def _make_parent(folder: Path, shown: Path) -> None:
 
 def _create_temp(folder: Path, name: str, mode: int | None) -> tuple[int, Path]:
     """A new temporary file beside ``name``: created exclusively, never through a link, locked."""
-    import fcntl
-
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     for _ in range(16):
         tmp = folder / temp_name(name)
         try:
@@ -214,8 +215,10 @@ def _create_temp(folder: Path, name: str, mode: int | None) -> tuple[int, Path]:
         except FileExistsError:
             continue
         try:
+            import fcntl
+
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # tells cleaners the writer is alive
-        except OSError:
+        except (ImportError, OSError):
             pass
         if mode is not None:
             os.fchmod(fd, mode)
@@ -360,6 +363,11 @@ def write_folder(path: Path | str, files: Mapping[str, bytes]) -> tuple[Path, ..
     for name in files:
         if not name or Path(name).name != name or name in (".", "..") or is_temp_name(name):
             raise InputError(f"cannot write {name!r} into a folder: not a plain file name.")
+    real = Path(os.path.realpath(target))
+    parent = real.parent
+    if parent.is_dir():
+        # First, so that a folder an interrupted swap left under its backup name is back.
+        remove_stale_temps(parent)
     try:
         info = os.stat(target)
     except FileNotFoundError:
@@ -369,10 +377,7 @@ def write_folder(path: Path | str, files: Mapping[str, bytes]) -> tuple[Path, ..
     if info is not None and not stat.S_ISDIR(info.st_mode):
         raise OutputError(f"cannot write the folder {target}: a file of that name exists; "
                           "choose a folder path.")
-    real = Path(os.path.realpath(target))
-    parent = real.parent
     _make_parent(parent, target)
-    remove_stale_temps(parent)
     tmp = parent / temp_name(real.name)
     made = False
     try:
@@ -397,8 +402,8 @@ def write_folder(path: Path | str, files: Mapping[str, bytes]) -> tuple[Path, ..
                     old = os.stat(real / name, follow_symlinks=False)
                     if stat.S_ISREG(old.st_mode):
                         mode = stat.S_IMODE(old.st_mode)
-            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o666)
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+                         | getattr(os, "O_CLOEXEC", 0), 0o666)
             with os.fdopen(fd, "wb") as handle:
                 if mode is not None:
                     os.fchmod(handle.fileno(), mode)

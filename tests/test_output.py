@@ -349,6 +349,15 @@ def test_kill_9_between_the_two_renames_of_a_swap_is_undone_by_the_next_run(tmp_
     assert _temps(tmp_path) == []
 
 
+def test_the_next_report_after_a_cut_swap_restores_then_replaces(tmp_path):
+    rep = tmp_path / "rep"
+    write_folder(rep, {"a.txt": b"old a", "keep.txt": b"kept"})
+    _kill_mid_write(tmp_path, "folder-swap", rep)
+    write_folder(rep, {"a.txt": b"next a"})
+    assert (rep / "a.txt").read_bytes() == b"next a" and (rep / "keep.txt").read_bytes() == b"kept"
+    assert _temps(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- outputs vs inputs
 
 def test_an_output_that_is_an_input_is_refused(tmp_path):
