@@ -23,8 +23,8 @@ from __future__ import annotations
 import html as _html
 import re
 
-__all__ = ["terminal", "terminal_markup", "markdown", "markdown_code", "html", "csv_cell", "xml", "workflow_data",
-           "workflow_property", "plot_text"]
+__all__ = ["terminal", "terminal_markup", "markdown", "markdown_code", "html", "csv_cell", "xml",
+           "workflow_data", "workflow_property", "plot_text"]
 
 # C0 controls, DEL, C1 controls, the Unicode line/paragraph separators and the bidirectional
 # embedding/override/isolate characters (which reorder what a terminal or browser shows).

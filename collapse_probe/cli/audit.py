@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import atomic_write, refuse_overwriting_sources, run_command, status_line, stderr_console, stdout_console
+from .common import (atomic_write, refuse_overwriting_sources, run_command, status_line,
+                     stderr_console, stdout_console)
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Sources, Trust, checkpoint_names, verdict_policy)

@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..finetune.api import DEFAULT_KOLEO_WEIGHT
-from .common import atomic_write, refuse_overwriting_sources, run_command, stderr_console, stdout_console
+from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
+                     stdout_console)
 from .options import Format, Trust
 
 __all__ = ["register", "sparkline"]

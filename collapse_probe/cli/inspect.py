@@ -49,7 +49,8 @@ def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported l
     from ..escape import terminal, terminal_markup as esc
 
     network = terminal(info.network or "-")
-    title = Text.assemble((terminal(info.path), "bold"), f"  format {terminal(info.format)}, network {network}, ",
+    title = Text.assemble((terminal(info.path), "bold"),
+                          f"  format {terminal(info.format)}, network {network}, ",
                           _size(info.size_bytes))
     table = Table(show_edge=False, header_style="bold")
     for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("form", "left"),
@@ -63,7 +64,8 @@ def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported l
                       esc(", ".join(head.shared_with) or "-"), esc(", ".join(head.source_keys)))
     lines: list = [title, table]
     if info.extras:
-        lines.append(Text("extras: " + terminal(", ".join(f"{n} {tuple(s)}" for n, s in info.extras.items()))))
+        extras = ", ".join(f"{n} {tuple(s)}" for n, s in info.extras.items())
+        lines.append(Text("extras: " + terminal(extras)))
     if info.other_keys:
         lines.append(Text("other keys: " + terminal(", ".join(info.other_keys))))
     lines.extend(Text(f"note: {terminal(note)}") for note in info.notes)

@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from .common import atomic_write, refuse_overwriting_sources, run_command, stderr_console, stdout_console
+from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
+                     stdout_console)
 from .options import Network, Space
 
 __all__ = ["register"]
