@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "NoPrototypesError": "errors",
     "DownloadError": "errors",
     "ConfigError": "errors",
+    "OutputError": "errors",
     "PrototypeSet": "types",
     "DedupResult": "types",
     "Group": "types",

@@ -14,6 +14,7 @@ __all__ = [
     "NoPrototypesError",
     "DownloadError",
     "ConfigError",
+    "OutputError",
 ]
 
 
@@ -45,3 +46,8 @@ class DownloadError(CollapseProbeError):
 
 class ConfigError(CollapseProbeError):
     """A configuration file or section is missing, malformed or inconsistent."""
+
+
+class OutputError(CollapseProbeError):
+    """An output file or folder cannot be written (no space, no permission, read-only file
+    system, a path through a regular file); the previous output, if any, is left as it was."""

@@ -12,9 +12,10 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 
 
 def file_sha256(path: Path | str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> str:
-    """Hex SHA-256 of a file, read in ``chunk_size``-byte chunks (the file is never held whole)."""
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a file, streamed (the file is never held whole).
+
+    ``chunk_size`` is kept for callers; :func:`hashlib.file_digest` picks its own buffer.
+    """
+    del chunk_size
     with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .errors import CheckpointError
 
-__all__ = ["resolve_source"]
+__all__ = ["resolve_source", "source_file"]
 
 
 def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
@@ -43,3 +43,26 @@ def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
         raise CheckpointError(f"no such file: {text}")
     raise CheckpointError(f"no such file, example or zoo name: {text} (see `collapse-probe zoo list`)")
 
+
+
+def source_file(text: str | Path, *, cache_dir: Path | str | None = None) -> Path | None:
+    """The local file ``text`` stands for, without downloading or generating anything.
+
+    An existing path; a bundled example's file; a zoo name's place in the cache (which may not
+    exist yet); None for anything else. Commands compare their outputs against these before
+    they start (see :func:`collapse_probe.output.refuse_overwriting_inputs`).
+    """
+    path = Path(text).expanduser()
+    if isinstance(text, Path) or path.exists():
+        return path
+    from . import cache, examples, zoo
+
+    example = examples.EXAMPLES.get(text)
+    if example is not None:
+        if example.file is not None:
+            return Path(examples.__file__).parent / "data" / example.file
+        return cache.cache_dir(cache_dir) / "examples" / f"{text}.pth"
+    entry = zoo.ZOO.get(text)
+    if entry is not None:
+        return zoo.zoo_dir(cache_dir) / entry.filename
+    return None

@@ -6,28 +6,38 @@ MSN's ``.pth.tar``, EsViT's checkpoints); backbone-only files hold no prototypes
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
+import socket
+import stat
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ._version import __version__
 from .cache import cache_dir as _cache_root
-from .errors import DownloadError, InputError
+from .errors import CollapseProbeError, DownloadError, InputError
 from .hashing import file_sha256
+from .output import open_output, output_error
+from .torchfile import check_torch_file
 
-__all__ = ["ZooEntry", "ZOO_ENTRIES", "ZOO", "ZOO_NAMES", "get_entry", "zoo_dir", "cached_path", "fetch"]
+__all__ = ["ZooEntry", "ZOO_ENTRIES", "ZOO", "ZOO_NAMES", "get_entry", "zoo_dir", "cached_path", "fetch",
+           "verify_download", "STALL_S"]
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20  # 1 MiB per read: progress updates often enough, syscalls stay few
-_TIMEOUT_S = 60.0
+_CHUNK = 1 << 20  # at most 1 MiB per read: progress updates often enough, syscalls stay few
+#: A download that receives less than 64 KiB in this many seconds is abandoned (s).
+STALL_S = 60.0
+_STALL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,17 @@ class ZooEntry:
     paper_unique: int | None = None
     notes: str = ""
     sha256_prefix: str | None = None
+
+    @property
+    def verification(self) -> str:
+        """How a download is checked: ``sha256`` (full checksum recorded), ``size`` (size and/or
+        a published checksum prefix), or ``structure`` (only that it is a
+        complete PyTorch file). Every download gets the structure check as well."""
+        if self.sha256:
+            return "sha256"
+        if self.size_bytes is not None or self.sha256_prefix:
+            return "size"
+        return "structure"
 
     @property
     def filename(self) -> str:
@@ -169,80 +190,196 @@ def zoo_dir(cache_dir: Path | str | None = None) -> Path:
     return _cache_root(cache_dir) / "zoo"
 
 
+def _lock_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.lock")
+
+
+def _stamp_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.verified")
+
+
+def _fingerprint(info: os.stat_result) -> dict[str, int]:
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+
+
+def _stamped(final: Path, info: os.stat_result, entry: ZooEntry) -> bool:
+    """Whether ``final`` was verified before and has not changed since (size, mtime, inode)."""
+    import json
+
+    try:
+        stamp = json.loads(_stamp_path(final).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(stamp, dict) and stamp.get("file") == _fingerprint(info)
+            and stamp.get("sha256") == (entry.sha256 or entry.sha256_prefix))
+
+
+def _stamp(final: Path, entry: ZooEntry) -> None:
+    import json
+
+    from .output import write_text
+
+    try:
+        record = {"file": _fingerprint(os.stat(final)), "sha256": entry.sha256 or entry.sha256_prefix}
+        write_text(_stamp_path(final), json.dumps(record) + "\n")
+    except (OSError, CollapseProbeError) as exc:  # only a cache of the check: it is redone
+        log.debug("cannot record the verification of %s: %s", final, exc)
+
+
+def _verified(final: Path, entry: ZooEntry) -> bool:
+    """Whether the cached ``final`` is a complete, correct copy (re-checked when it changed)."""
+    try:
+        info = os.stat(final)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if entry.size_bytes is not None and info.st_size != entry.size_bytes:
+        log.warning("%s: cached %s has %d bytes, expected %d: fetching it again", entry.name,
+                    final, info.st_size, entry.size_bytes)
+        return False
+    if _stamped(final, info, entry):
+        return True
+    try:
+        verify_download(final, entry)
+    except DownloadError as exc:
+        log.warning("%s: cached %s is damaged (%s): fetching it again", entry.name, final, exc)
+        return False
+    _stamp(final, entry)
+    return True
+
+
 def cached_path(name: str, *, cache_dir: Path | str | None = None,
                 registry: Mapping[str, ZooEntry] | None = None) -> Path | None:
-    """The cached file of ``name`` if it is there with the recorded size, else None."""
+    """The cached file of ``name`` if it is there and verifies (recorded size and SHA-256, else
+    a complete PyTorch file), else None. A file verified once is re-checked only when changed."""
     entry = get_entry(name, registry=registry)
     path = zoo_dir(cache_dir) / entry.filename
-    if not path.is_file():
-        return None
-    if entry.size_bytes is not None and path.stat().st_size != entry.size_bytes:
-        return None
-    return path
+    return path if _verified(path, entry) else None
+
+
+@contextlib.contextmanager
+def _download_lock(lock: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock``: one process downloads a name, the others wait
+    for it and then use its file."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise output_error(exc, lock) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another process is downloading it; waiting", name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def fetch(name: str, *, cache_dir: Path | str | None = None, url: str | None = None,
-          progress: bool = True, registry: Mapping[str, ZooEntry] | None = None) -> Path:
+          progress: bool = True, registry: Mapping[str, ZooEntry] | None = None,
+          stall_s: float = STALL_S) -> Path:
     """Download zoo checkpoint ``name`` into the cache (once) and return its path.
 
-    The file is streamed to ``<name>.part``, its size and checksum (when recorded) are
-    verified, and only then is it renamed to its final name: a failed or cut download never
-    leaves a file under the final name.
+    The file is streamed to a temporary file of this process (created new, never through a
+    link) under a per-name lock, so concurrent fetches of one name download it once. It is
+    verified - the declared Content-Length, the recorded size and SHA-256 when known, and in
+    every case that it is a complete PyTorch file (zip directory and every record present, or
+    a whole legacy file) - and only then renamed to its final name. A cached file is verified
+    the same way (once, and again whenever it changes) and fetched again when damaged.
 
     Args:
         name: a zoo name (see :data:`ZOO`).
         cache_dir: override the cache folder.
-        url: download from here instead of the entry's URL (EsViT's signed URLs; mirrors).
+        url: download from here instead of the entry's URL (EsViT's signed URLs; mirrors);
+            only ``http`` and ``https``.
         progress: show a progress bar when stderr is a terminal.
         registry: the entries to look ``name`` up in (default :data:`ZOO`).
+        stall_s: give up when less than 64 KiB arrived in this many seconds (s).
 
     Raises:
         InputError: unknown name.
-        DownloadError: no URL, network failure (the message says how to download by hand),
-            HTTP error, cut transfer, size or checksum mismatch.
+        DownloadError: no URL, not http(s), network failure (the message says how to download
+            by hand), HTTP error, stall, cut transfer, not a PyTorch file, size or checksum
+            mismatch.
+        OutputError: the cache folder cannot be written.
     """
     entry = get_entry(name, registry=registry)
-    cached = cached_path(name, cache_dir=cache_dir, registry=registry)
-    if cached is not None:
-        log.info("%s: using cached %s", name, cached)
-        return cached
+    folder = zoo_dir(cache_dir)
+    final = folder / entry.filename
+    if _verified(final, entry):
+        log.info("%s: using cached %s", name, final)
+        return final
     source = url or entry.url
     if source is None:
         raise DownloadError(f"{name} has no public download URL: {entry.notes or 'pass --url'}.")
-    folder = zoo_dir(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / entry.filename
-    part = folder / f"{name}.part"
+    _check_scheme(source, name)
     try:
-        _download(source, part, name=name, filename=entry.filename,
-                  show=progress and sys.stderr.isatty())
-        _verify(part, entry)
-        os.replace(part, final)
-    finally:
-        part.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, folder) from None
+    with _download_lock(_lock_path(final), name):
+        if _verified(final, entry):  # another process fetched it while we waited
+            return final
+        with open_output(final, check=lambda tmp: verify_download(tmp, entry)) as handle:
+            _download(source, handle, name=name, filename=entry.filename,
+                      show=progress and sys.stderr.isatty(), stall_s=stall_s)
+        _stamp(final, entry)
     return final
 
 
-def _download(url: str, target: Path, *, name: str, filename: str, show: bool) -> int:
+def _check_scheme(url: str, name: str) -> None:
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"cannot download {name} from a {scheme or 'schemeless'}: URL: only "
+                            "http:// and https:// are fetched; for a local file pass its path "
+                            "instead of the zoo name.")
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only (urllib would also follow one to ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201, PLR0913
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise DownloadError(f"the server redirected to a non-HTTP URL "
+                                f"({urllib.parse.urlsplit(newurl).scheme}:); refusing to follow it.")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _download(url: str, handle: BinaryIO, *, name: str, filename: str, show: bool,
+              stall_s: float) -> int:
     request = urllib.request.Request(url, headers={"User-Agent": f"collapse-probe/{__version__}"})
     manual = (f"download it by hand (e.g. `curl -L -o {filename} '{_redact(url)}'`) and pass "
               "the file's path instead of the zoo name")
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310 - http(s) only
+        # The socket timeout bounds each wait for data; _stream bounds a slow trickle.
+        with opener.open(request, timeout=stall_s) as response:
             expected = response.headers.get("Content-Length")
-            total = int(expected) if expected and expected.isdigit() else None
-            received = _stream(response, target, total=total, name=name, show=show)
+            total = int(expected) if expected and expected.strip().isdigit() else None
+            received = _stream(response, handle, total=total, name=name, show=show,
+                               stall_s=stall_s, manual=manual)
     except urllib.error.HTTPError as exc:
         hint = " (a signed URL may have expired: get a fresh one)" if exc.code in (401, 403) else ""
         raise DownloadError(f"downloading {name} failed: HTTP {exc.code} {exc.reason} from "
                             f"{_redact(url)}{hint}.") from None
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+            raise DownloadError(f"downloading {name} stalled: no answer from "
+                                f"{urllib.parse.urlsplit(url).netloc} in {stall_s:g} s; try "
+                                f"again later, or {manual}.") from None
         raise DownloadError(f"cannot reach {urllib.parse.urlparse(url).netloc or url} to download "
                             f"{name} ({exc.reason}): you appear to be offline; {manual}.") from None
     except http.client.HTTPException as exc:  # IncompleteRead: the server closed early
         raise DownloadError(f"downloading {name} was cut short ({type(exc).__name__}): try "
                             f"again, or {manual}.") from None
-    except OSError as exc:  # socket-level: timeouts, resets
+    except (TimeoutError, socket.timeout):
+        raise DownloadError(f"downloading {name} stalled: nothing arrived in {stall_s:g} s; try "
+                            f"again later, or {manual}.") from None
+    except ConnectionError as exc:  # socket-level: resets
         raise DownloadError(f"downloading {name} was interrupted ({exc}): try again, or {manual}.") from None
     if total is not None and received != total:
         raise DownloadError(f"downloading {name} was cut short: got {received} of {total} bytes; "
@@ -250,7 +387,8 @@ def _download(url: str, target: Path, *, name: str, filename: str, show: bool) -
     return received
 
 
-def _stream(response: object, target: Path, *, total: int | None, name: str, show: bool) -> int:
+def _stream(response: object, handle: BinaryIO, *, total: int | None, name: str, show: bool,
+            stall_s: float, manual: str) -> int:
     received = 0
     advance: Callable[[int], None] = lambda n: None  # noqa: E731
     bar = None
@@ -262,19 +400,32 @@ def _stream(response: object, target: Path, *, total: int | None, name: str, sho
         task = bar.add_task(f"fetching {name}", total=total)
         bar.start()
         advance = lambda n: bar.advance(task, n)  # noqa: E731
+    # read1 returns what has arrived (read(n) would wait for all n bytes), so a trickle is seen.
+    read = getattr(response, "read1", None) or response.read  # type: ignore[attr-defined]
+    mark_time, mark_bytes = time.monotonic(), 0
     try:
-        with open(target, "wb") as handle:
-            while chunk := response.read(_CHUNK):  # type: ignore[attr-defined]
-                handle.write(chunk)
-                received += len(chunk)
-                advance(len(chunk))
+        while chunk := read(_CHUNK):
+            handle.write(chunk)
+            received += len(chunk)
+            advance(len(chunk))
+            now = time.monotonic()
+            if received - mark_bytes >= _STALL_BYTES:
+                mark_time, mark_bytes = now, received
+            elif now - mark_time > stall_s:
+                raise DownloadError(f"downloading {name} stalled: under {_STALL_BYTES // 1024} KiB "
+                                    f"in the last {stall_s:g} s ({received} bytes so far); try "
+                                    f"again later, or {manual}.")
     finally:
         if bar is not None:
             bar.stop()
     return received
 
 
-def _verify(path: Path, entry: ZooEntry) -> None:
+def verify_download(path: Path | str, entry: ZooEntry) -> None:
+    """Check a downloaded or cached file of ``entry``; :class:`DownloadError` when it is not the
+    release: recorded size and SHA-256 (or its published prefix), and that it is a complete
+    PyTorch file (:func:`check_torch_file`)."""
+    path = Path(path)
     size = path.stat().st_size
     if entry.size_bytes is not None and size != entry.size_bytes:
         raise DownloadError(f"downloaded {entry.name} has {size} bytes, expected "
@@ -287,6 +438,10 @@ def _verify(path: Path, entry: ZooEntry) -> None:
             raise DownloadError(f"downloaded {entry.name} has SHA-256 {digest[:16]}..., expected "
                                 f"{expected[:16]}...: the file is corrupt or not the release; it "
                                 "was deleted, try again.")
+    problem = check_torch_file(path, crc=not entry.sha256)
+    if problem:
+        raise DownloadError(f"downloaded {entry.name} is not a complete PyTorch checkpoint "
+                            f"({problem}); it was deleted, try again or check the URL.")
 
 
 def _redact(url: str) -> str:

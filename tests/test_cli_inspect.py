@@ -145,21 +145,23 @@ def test_zoo_list(tmp_path):
     result = invoke(["zoo", "list", "--cache-dir", str(tmp_path)], tmp_path)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert _cells(lines[0]) == ["name", "family", "arch", "dataset", "K", "size", "paper unique", "cached"]
+    assert _cells(lines[0]) == ["name", "family", "arch", "dataset", "K", "size", "paper unique",
+                                "verified", "cached"]
     rows = {cells[0]: cells for cells in map(_cells, lines[2:])}
     assert list(rows) == [entry.name for entry in ZOO_ENTRIES]
     assert rows["dino_vits16"] == ["dino_vits16", "dino", "ViT-S/16", "ImageNet-1K", "65536", "-",
-                                   "1078", "no"]
-    assert rows["dino_vitb16"][5] == "871 MB"
-    assert rows["esvit_swint7"][6:] == ["1157", "needs --url"]
+                                   "1078", "structure", "no"]
+    assert rows["dino_vitb16"][5] == "871 MB" and rows["dino_vitb16"][7] == "size"
+    assert rows["esvit_swint7"][6:] == ["1157", "structure", "needs --url"]
 
 
-def test_zoo_list_marks_cached_files(tmp_path):
+def test_zoo_list_marks_cached_files(tmp_path, folder):
     (tmp_path / "zoo").mkdir()
-    (tmp_path / "zoo" / "msn_vits16.pth.tar").write_bytes(b"PK")
+    (tmp_path / "zoo" / "msn_vits16.pth.tar").write_bytes((folder / "msn.pth.tar").read_bytes())
+    (tmp_path / "zoo" / "msn_vitb16.pth.tar").write_bytes(b"PK")  # damaged: not counted as cached
     result = invoke(["zoo", "list"], tmp_path, COLLAPSE_PROBE_CACHE=str(tmp_path))
-    row = next(_cells(line) for line in result.stdout.splitlines() if " msn_vits16 " in line)
-    assert row[-1] == "yes"
+    rows = {cells[0]: cells for cells in map(_cells, result.stdout.splitlines()[2:])}
+    assert rows["msn_vits16"][-1] == "yes" and rows["msn_vitb16"][-1] == "no"
 
 
 def test_zoo_fetch_errors(tmp_path):

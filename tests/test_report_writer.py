@@ -6,7 +6,6 @@ import pytest
 from report_heads import collapsed_head
 
 from collapse_probe import InputError, audit
-from collapse_probe.report import writer
 from collapse_probe.report.writer import write_report
 
 
@@ -70,13 +69,26 @@ def test_error_while_rendering_leaves_nothing(report, tmp_path, monkeypatch):
 
 
 def test_error_while_writing_removes_the_temporary_folder(report, tmp_path, monkeypatch):
-    def failing_rename(src, dst):
-        raise OSError("disk full")
+    import errno
 
-    monkeypatch.setattr(writer.os, "rename", failing_rename)
-    with pytest.raises(OSError):
+    from collapse_probe import output
+    from collapse_probe.errors import OutputError
+
+    write_report(report, tmp_path / "old", formats=("csv",))
+    before = (tmp_path / "old" / "heads.csv").read_bytes()
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(output.os, "rename", failing)
+    monkeypatch.setattr(output, "_exchange", failing)
+    with pytest.raises(OutputError, match="disk is full"):
         write_report(report, tmp_path / "new", formats=("csv",))
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match="disk is full"):
+        write_report(report, tmp_path / "old", formats=("csv", "json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["heads.csv"]
+    assert (tmp_path / "old" / "heads.csv").read_bytes() == before
 
 
 @pytest.mark.parametrize("formats", [("pdf",), ()])

@@ -159,8 +159,10 @@ def _entry(server: _Server, body: bytes, **changes: object) -> dict[str, ZooEntr
 
 
 def _leftovers(cache: Path) -> list[str]:
+    """What a fetch left in the cache, less its per-name lock and verification record."""
     folder = cache / "zoo"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    return sorted(p.name for p in folder.iterdir()
+                  if not p.name.endswith((".lock", ".verified"))) if folder.exists() else []
 
 
 def test_fetch_downloads_verifies_and_reuses_the_cache(tmp_path, server, checkpoint_bytes):

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import atomic_write, run_command, status_line, stderr_console, stdout_console
+from .common import (atomic_write, refuse_overwriting_sources, run_command, status_line,
+                     stderr_console, stdout_console)
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Sources, Trust, checkpoint_names, verdict_policy)
@@ -45,6 +46,7 @@ def audit_command(
                                  "or `collapse-probe zoo list`.")
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
+        refuse_overwriting_sources({"--json": json_out}, names, cache_dir=cache_dir)
         with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,

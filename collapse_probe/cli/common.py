@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -14,9 +13,10 @@ from typing import TypeVar
 import typer
 
 from ..errors import CollapseProbeError
+from ..escape import terminal
 
 __all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
-           "status_line"]
+           "status_line", "refuse_overwriting_sources"]
 
 T = TypeVar("T")
 
@@ -52,6 +52,14 @@ def status_line(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None
         yield status.update
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log records quote names from files: each record stays one line without control
+    sequences (a newline in a head name must not start a workflow command in a CI log)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return terminal(super().formatMessage(record))  # tracebacks, if any, keep their lines
+
+
 def run_command(body: Callable[[], T]) -> T:
     """Run a command body; a :class:`CollapseProbeError` becomes one line on stderr and exit 2.
 
@@ -59,38 +67,54 @@ def run_command(body: Callable[[], T]) -> T:
     """
     logging.basicConfig(level=os.environ.get("COLLAPSE_PROBE_LOG", "WARNING").upper(),
                         format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler.formatter) is logging.Formatter:  # ours, not one a caller installed
+            handler.setFormatter(_OneLineFormatter(handler.formatter._fmt))
     try:
         return body()
     except CollapseProbeError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        # Messages quote names from files: one line, no control sequences.
+        typer.echo(f"error: {terminal(exc)}", err=True)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
 
 
+def refuse_overwriting_sources(outputs: dict[str, object], sources: list[str] | tuple[str, ...],
+                               *, cache_dir: Path | str | None = None,
+                               inputs: list[tuple[str, object]] | None = None) -> None:
+    """Before a command computes anything: no output (option name -> path) may be the same
+    file as one of its checkpoints (paths, example or zoo names) or other ``inputs``."""
+    from ..output import refuse_overwriting_inputs
+    from ..sources import source_file
+
+    named: list[tuple[str, object]] = []
+    for source in sources:
+        path = source_file(source, cache_dir=cache_dir)
+        if path is not None:
+            named.append((f"the input checkpoint {source}, read from" if str(path) != str(source)
+                          else "the input checkpoint", path))
+    named += inputs or []
+    refuse_overwriting_inputs(outputs, named)  # type: ignore[arg-type]
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically
+    (see :func:`collapse_probe.output.output_path`)."""
+    from ..output import output_path
 
-    On any error the temporary file is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with output_path(target) as tmp:
+        yield tmp
 
 
 def atomic_write(target: Path | str, text: str) -> None:
-    """Write ``text`` to ``target`` (``-`` means stdout) without ever leaving a partial file."""
+    """Write ``text`` to ``target`` (``-`` means stdout) without ever leaving a partial file
+    (see :func:`collapse_probe.output.write_text`)."""
     if str(target) == "-":
         sys.stdout.write(text)
         return
-    with atomic_path(Path(target)) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    from ..output import write_text
+
+    write_text(target, text)

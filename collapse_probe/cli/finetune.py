@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..finetune.api import DEFAULT_KOLEO_WEIGHT
-from .common import atomic_write, run_command, stderr_console, stdout_console
+from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
+                     stdout_console)
 from .options import Format, Trust
 
 __all__ = ["register", "sparkline"]
@@ -70,6 +71,8 @@ def finetune_command(
         from ..finetune import finetune
         from ..sources import resolve_source
 
+        refuse_overwriting_sources({"--out": out, "--json": json_out}, [checkpoint],
+                                   inputs=[("--features", features)])
         path = resolve_source(checkpoint)
         console = stderr_console() if json_out == "-" else stdout_console()
 
@@ -99,7 +102,10 @@ def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneRe
     from rich.table import Table
 
     k = result.num_prototypes
-    table = Table(title=f"{result.format} {result.head}: unique prototypes (of K = {k})")
+    from ..escape import terminal, terminal_markup
+
+    table = Table(title=f"{terminal_markup(result.format)} {terminal_markup(result.head)}: "
+                  f"unique prototypes (of K = {k})")
     table.add_column("network")
     table.add_column("eps", justify="right")
     table.add_column("before", justify="right")
@@ -114,7 +120,7 @@ def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneRe
     koleo = [v for v in loss[:, 2] if v == v]
     if koleo:
         console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {result.out} ({len(result.written_keys)} head tensors changed, "
+    console.print(f"wrote {terminal(result.out)} ({len(result.written_keys)} head tensors changed, "
                   f"koleo weight {result.settings['koleo_weight']:g}, {result.settings['steps']} steps)",
                   highlight=False, soft_wrap=True)
 

@@ -34,10 +34,18 @@ def gate_command(
     """
 
     def body() -> int:
+        from ..escape import terminal_markup
         from ..gate import (gate_to_junit, github_annotations, github_summary, in_github_actions,
                             load_gate_config, run_gate)
 
+        from ..gate.run import checkpoint_files
+        from ..output import refuse_overwriting_inputs
+
         gate_config = load_gate_config(config)
+        refuse_overwriting_inputs(
+            {"--junit-xml": junit_xml},
+            [("the configuration", gate_config.source or None)]
+            + [("the checkpoint", p) for p in checkpoint_files(gate_config)])
         err = stderr_console()
         status = err.status("gate") if (not quiet and err.is_terminal) else None
         if status is not None:
@@ -55,8 +63,10 @@ def gate_command(
                  "not-gated": "[dim]----[/dim]"}
         for check in outcome.checks:
             where = check.checkpoint + (f" / {check.head}" if check.head else "")
-            console.print(f"{marks[check.status]} {where}: {check.message}", highlight=False,
-                          markup=True)
+            # Names from files: shown as text on one line (under GitHub Actions a line of
+            # their own would run as a workflow command).
+            console.print(f"{marks[check.status]} {terminal_markup(where)}: "
+                          f"{terminal_markup(check.message)}", highlight=False, markup=True)
         if outcome.passed:
             console.print(f"[bold green]gate passed[/bold green]: {len(outcome.checks)} checks, "
                           f"eps {gate_config.eps:g}", highlight=False)

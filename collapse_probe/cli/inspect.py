@@ -46,8 +46,11 @@ def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported l
     from rich.table import Table
     from rich.text import Text
 
-    network = info.network or "-"
-    title = Text.assemble((str(info.path), "bold"), f"  format {info.format}, network {network}, ",
+    from ..escape import terminal, terminal_markup as esc
+
+    network = terminal(info.network or "-")
+    title = Text.assemble((terminal(info.path), "bold"),
+                          f"  format {terminal(info.format)}, network {network}, ",
                           _size(info.size_bytes))
     table = Table(show_edge=False, header_style="bold")
     for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("form", "left"),
@@ -56,15 +59,16 @@ def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported l
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for head in info.heads:
         gain = "-" if head.gain_all_ones is None else ("yes" if head.gain_all_ones else "no")
-        table.add_row(head.name, str(head.num_prototypes), str(head.dim), head.form, gain,
+        table.add_row(esc(head.name), str(head.num_prototypes), str(head.dim), esc(head.form), gain,
                       f"{head.norm_min:.4g} .. {head.norm_max:.4g}",
-                      ", ".join(head.shared_with) or "-", ", ".join(head.source_keys))
+                      esc(", ".join(head.shared_with) or "-"), esc(", ".join(head.source_keys)))
     lines: list = [title, table]
     if info.extras:
-        lines.append("extras: " + ", ".join(f"{n} {tuple(s)}" for n, s in info.extras.items()))
+        extras = ", ".join(f"{n} {tuple(s)}" for n, s in info.extras.items())
+        lines.append(Text("extras: " + terminal(extras)))
     if info.other_keys:
-        lines.append("other keys: " + ", ".join(info.other_keys))
-    lines.extend(f"note: {note}" for note in info.notes)
+        lines.append(Text("other keys: " + terminal(", ".join(info.other_keys))))
+    lines.extend(Text(f"note: {terminal(note)}") for note in info.notes)
     return lines
 
 

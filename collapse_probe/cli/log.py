@@ -61,12 +61,14 @@ def log_command(
         hidden = 0
         if rows > 0 and len(shown) > rows:
             hidden, shown = len(shown) - rows, shown[-rows:]
-        console.print(f"{log_path}: {training_log.kind} log, {len(training_log.entries)} epochs, "
-                      f"K = {k} from {k_source}", highlight=False)
+        from ..escape import terminal, terminal_markup
+
+        console.print(f"{terminal(log_path)}: {training_log.kind} log, {len(training_log.entries)} "
+                      f"epochs, K = {k} from {terminal(k_source)}", highlight=False, markup=False)
         table = Table()
         table.add_column("epoch", justify="right")
         for check in verdict.checks:
-            table.add_column(f"{check.loss}", justify="right")
+            table.add_column(terminal_markup(check.loss), justify="right")
             table.add_column(f"- ln({check.num_prototypes})", justify="right")
         for entry in shown:
             cells = []

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import run_command, status_line, stdout_console
+from .common import refuse_overwriting_sources, run_command, status_line, stdout_console
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Sources, Space, Trust, checkpoint_names,
@@ -53,6 +53,7 @@ def report_command(
 
     def body() -> int:
         from ..audit import audit
+        from ..escape import terminal
         from ..report.writer import write_report
         from ..validation import fail
 
@@ -63,6 +64,10 @@ def report_command(
                        hint="Choose a new or existing folder.")
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
+        # The report's own file names: none of them may be a checkpoint or the features.
+        names_written = ("report.html", "report.md", "report.json", "heads.csv", "usage.json")
+        refuse_overwriting_sources([(f"--out {out}: its", out / name) for name in names_written],
+                                   names, cache_dir=cache_dir, inputs=[("--features", features)])
         with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
                            network=network.value, format=format, key=key, trust=trust_checkpoint,
@@ -86,9 +91,11 @@ def report_command(
         for checkpoint in report.checkpoints:
             for head in checkpoint.heads:
                 if head.verdict is not None:
-                    console.print(f"{checkpoint.source} / {head.name}: {head.verdict.label}",
+                    console.print(f"{terminal(checkpoint.source)} / {terminal(head.name)}: "
+                                  f"{head.verdict.label}",
                                   highlight=False, markup=False)
-        console.print(f"wrote {len(paths)} files to {out} (open {out / 'report.html'})",
+        console.print(f"wrote {len(paths)} files to {terminal(out)} "
+                      f"(open {terminal(out / 'report.html')})",
                       highlight=False, markup=False)
         gate = report.gate
         if gate is not None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import typer
 
-from .common import atomic_path, atomic_write, run_command, status_line, stdout_console
+from ..errors import OutputError
+from .common import atomic_write, run_command, status_line, stdout_console
 from .options import (Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Trust)
 
@@ -18,15 +19,25 @@ __all__ = ["register", "write_trend_outputs", "TREND_FILES"]
 TREND_FILES: tuple[str, ...] = ("trend.png", "trend.csv", "trend.json")
 
 
+def check_trend_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, before anything is computed."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder; choose a folder "
+                          "for trend.png, trend.csv and trend.json.")
+
+
 def write_trend_outputs(report: Any, out: Path) -> list[Path]:
     """Write the plot, CSV and JSON of ``report`` into ``out`` (atomically); return their paths."""
     from ..trend import trend_figure, trend_to_csv, trend_to_json
 
+    from ..output import open_output
+
     out = Path(out)
     png, csv_path, json_path = (out / name for name in TREND_FILES)
+    check_trend_folder(out)
     figure = trend_figure(report)
-    with atomic_path(png) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
+    with open_output(png) as handle:
+        figure.savefig(handle, format="png", dpi=120)
     atomic_write(csv_path, trend_to_csv(report))
     atomic_write(json_path, trend_to_json(report))
     return [png, csv_path, json_path]
@@ -53,7 +64,14 @@ def trend_command(
     """
 
     def body() -> int:
+        from ..escape import terminal
+        from ..output import refuse_overwriting_inputs
         from ..trend import trend
+        from ..trend.ordering import expand_inputs
+
+        check_trend_folder(out)
+        refuse_overwriting_inputs([(f"--out {out}: its", out / name) for name in TREND_FILES],
+                                  [("the checkpoint", p) for p in expand_inputs(inputs)])
         from ..trend.terminal import render_trend
 
         with status_line(quiet, "auditing") as progress:
@@ -63,7 +81,8 @@ def trend_command(
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)
-        console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+        console.print(f"wrote {terminal(', '.join(str(p) for p in written))}", highlight=False,
+                      markup=False)
         return 0
 
     code = run_command(body)

@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from .common import atomic_write, run_command, stderr_console, stdout_console
+from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
+                     stdout_console)
 from .options import Network, Space
 
 __all__ = ["register"]
@@ -38,10 +39,11 @@ def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
             f"PROXY, not a measurement: no --features given, so this is softmax(center / "
             f"{report.temperature:g}) of the checkpoint's teacher-logit running mean. "
             "Pass --features FILE for real usage.", style="bold yellow"))
-    from rich.markup import escape
+    from ..escape import terminal_markup
 
     # escaped: file and head names may contain [brackets], which rich would read as markup
-    title = escape(f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint}, head {report.head}")
+    title = terminal_markup(f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint}, "
+                            f"head {report.head}")
     summary = Table(title=title, show_header=False, title_justify="left")
     summary.add_column("statistic")
     summary.add_column("value", justify="right")
@@ -107,6 +109,8 @@ def usage_command(
         from ..sources import resolve_source
         from ..usage import usage_from_checkpoint
 
+        refuse_overwriting_sources({"--json": json_out}, [checkpoint],
+                                   inputs=[("--features", features)])
         path = resolve_source(checkpoint)
         err = stderr_console()
         bar = None

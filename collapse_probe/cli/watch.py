@@ -43,10 +43,12 @@ def watch_command(
     """
 
     def body() -> int:
+        from ..escape import terminal
         from ..trend import Watcher
         from ..trend.terminal import render_trend
-        from .trend import write_trend_outputs
+        from .trend import check_trend_folder, write_trend_outputs
 
+        check_trend_folder(out)
         console = stdout_console()
 
         announced: set[str] = set()
@@ -54,11 +56,12 @@ def watch_command(
         def on_event(event) -> None:  # noqa: ANN001 - WatchEvent, imported lazily
             if event.kind == "new" and event.path not in announced:
                 announced.add(event.path)
-                console.print(f"found {event.path}: waiting until it is completely written",
-                              highlight=False)
+                console.print(f"found {terminal(event.path)}: waiting until it is completely "
+                              "written", highlight=False, markup=False)
             if event.kind in ("audited", "failed"):
                 label = "audited" if event.kind == "audited" else "FAILED"
-                console.print(f"{label} {event.path}: {event.message}", highlight=False)
+                console.print(f"{label} {terminal(event.path)}: {terminal(event.message)}",
+                              highlight=False, markup=False)
                 sys.stdout.flush()
 
         watcher = Watcher(folder, recursive=recursive, jsonl=out / JSONL_NAME, eps=eps or None, cosine=cosine or None,
@@ -73,13 +76,16 @@ def watch_command(
                       f"{len(summary.pending)} pending, {len(summary.failed)} failed.",
                       highlight=False)
         for path in summary.pending:
-            console.print(f"pending (not complete or not readable yet): {path}", highlight=False)
+            console.print(f"pending (not complete or not readable yet): {terminal(path)}",
+                          highlight=False, markup=False)
         for path, reason in summary.failed:
-            console.print(f"failed: {path}: {reason}", highlight=False)
+            console.print(f"failed: {terminal(path)}: {terminal(reason)}", highlight=False,
+                          markup=False)
         if summary.report.entries:
             console.print(render_trend(summary.report))
             written = write_trend_outputs(summary.report, out)
-            console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+            console.print(f"wrote {terminal(', '.join(str(p) for p in written))}",
+                          highlight=False, markup=False)
         return 0
 
     code = run_command(body)

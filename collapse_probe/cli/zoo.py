@@ -17,7 +17,12 @@ zoo_app = typer.Typer(name="zoo", help="Public checkpoints with prototype heads:
 
 @zoo_app.command("list")
 def list_command(cache_dir: CacheDir = None) -> None:
-    """List the known checkpoints: family, architecture, K, size, the paper's unique count, cached?"""
+    """List the known checkpoints: family, architecture, K, size, the paper's unique count,
+    how a download is verified, cached?
+
+    verified: sha256 (full checksum and size recorded), size (size and a checksum prefix), or
+    structure (no published checksum: only that the file is a complete PyTorch checkpoint).
+    """
 
     def body() -> None:
         from rich.table import Table
@@ -27,7 +32,8 @@ def list_command(cache_dir: CacheDir = None) -> None:
         table = Table(show_edge=False, header_style="bold")
         for column, justify in (("name", "left"), ("family", "left"), ("arch", "left"),
                                 ("dataset", "left"), ("K", "right"), ("size", "right"),
-                                ("paper unique", "right"), ("cached", "left")):
+                                ("paper unique", "right"), ("verified", "left"),
+                                ("cached", "left")):
             table.add_column(column, justify=justify, no_wrap=column == "name")  # type: ignore[arg-type]
         for entry in ZOO.values():
             size = "-" if entry.size_bytes is None else f"{entry.size_bytes / 1e6:.0f} MB"
@@ -35,7 +41,7 @@ def list_command(cache_dir: CacheDir = None) -> None:
             cached = "yes" if cached_path(entry.name, cache_dir=cache_dir) else (
                 "needs --url" if entry.url is None else "no")
             table.add_row(entry.name, entry.family, entry.arch, entry.dataset,
-                          str(entry.num_prototypes), size, unique, cached)
+                          str(entry.num_prototypes), size, unique, entry.verification, cached)
         stdout_console().print(table)
 
     run_command(body)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,13 +249,9 @@ def save_dino_checkpoint(result: TrainResult, path: Path | str) -> Path:
         "args": args,
         "dino_loss": {"center": result.center},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(checkpoint, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped example must be readable by all
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from ..output import open_output
+
+    # The umask's mode (a shipped example must be readable by all), written whole.
+    with open_output(path) as handle:
+        torch.save(checkpoint, handle)
     return path

@@ -6,8 +6,6 @@ examples are written once into the cache folder (deterministic, from a fixed see
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +71,12 @@ def example_path(name: str, *, cache: Path | str | None = None) -> Path:
         return Path(__file__).parent / "data" / example.file
     target = cache_dir(cache) / "examples" / f"{name}.pth"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            generate = example.generate
-            if generate is None:
-                raise InputError(f"example {name!r} has neither a file nor a generator.")
-            generate(Path(tmp))
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        from ..output import output_path
+
+        generate = example.generate
+        if generate is None:
+            raise InputError(f"example {name!r} has neither a file nor a generator.")
+        # Generated beside the target and renamed into place: concurrent first uses are safe.
+        with output_path(target) as tmp:
+            generate(tmp)
     return target

@@ -15,7 +15,6 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from ..cli.common import atomic_path
 from ..errors import CheckpointError
 
 __all__ = ["replace_tensors", "save_checkpoint"]
@@ -80,13 +79,16 @@ def replace_tensors(root: MutableMapping[str, Any], replacements: list[tuple[Any
 
 
 def save_checkpoint(obj: Any, out: Path, *, legacy: bool = False) -> None:
-    """``torch.save`` to a temporary file beside ``out``, then rename it over ``out``.
+    """``torch.save`` to a temporary file beside ``out``, then rename it over ``out``
+    (:func:`collapse_probe.output.open_output`: mode kept, links followed, nothing partial).
 
     Args:
         legacy: write the pre-1.6 (non-zip) serialization, for an input that used it.
     """
     import torch
 
-    with atomic_path(Path(out)) as tmp:
-        torch.save(obj, tmp, _use_new_zipfile_serialization=not legacy)
+    from ..output import open_output
+
+    with open_output(Path(out)) as handle:
+        torch.save(obj, handle, _use_new_zipfile_serialization=not legacy)
     log.info("wrote %s", out)

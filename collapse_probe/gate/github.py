@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .. import escape as _escape
 from .run import GateOutcome
 
 __all__ = ["in_github_actions", "escape_data", "escape_property", "github_annotations",
@@ -22,11 +23,13 @@ def in_github_actions(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A workflow command's message: ``%``, CR, LF encoded (see :mod:`collapse_probe.escape`)."""
+    return _escape.workflow_data(text)
 
 
 def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+    """A workflow command's property value: as data, plus ``:`` and ``,``."""
+    return _escape.workflow_property(text)
 
 
 def github_annotations(outcome: GateOutcome) -> list[str]:
@@ -39,7 +42,8 @@ def github_annotations(outcome: GateOutcome) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # The summary is rendered Markdown: names from files stay literal text.
+    return _escape.markdown(text)
 
 
 def github_summary(outcome: GateOutcome) -> str:
@@ -61,9 +65,9 @@ def github_summary(outcome: GateOutcome) -> str:
         floor = "" if check.floor is None else f"{100 * check.floor:.2f} %"
         result = {"passed": "pass", "failed": "**FAIL**", "not-gated": "not gated"}[check.status]
         if check.status == "failed" and check.utilization is None:
-            result += f": {check.message}"
+            result += f": {_cell(check.message)}"
         lines.append(f"| {_cell(check.checkpoint)} | {_cell(check.head or '-')} | "
                      f"{'' if check.unique is None else check.unique} | "
                      f"{'' if check.num_prototypes is None else check.num_prototypes} | "
-                     f"{utilization} | {floor} | {_cell(result)} |")
+                     f"{utilization} | {floor} | {result} |")
     return "\n".join(lines) + "\n\n"

@@ -12,6 +12,7 @@ import datetime as _dt
 import socket
 import xml.etree.ElementTree as ET
 
+from ..escape import xml as _xml
 from .run import GateCheck, GateOutcome
 
 __all__ = ["gate_to_junit", "SUITE_NAME"]
@@ -21,18 +22,19 @@ SUITE_NAME = "collapse-probe gate"
 
 def _case(check: GateCheck) -> ET.Element:
     case = ET.Element("testcase", {
-        "classname": f"collapse-probe.{check.checkpoint}",
-        "name": check.head or "checkpoint",
+        # Names from files may hold characters XML forbids: dropped, or the file would not parse.
+        "classname": _xml(f"collapse-probe.{check.checkpoint}"),
+        "name": _xml(check.head or "checkpoint"),
         "time": "0",
     })
     if check.status == "failed":
         failure = ET.SubElement(case, "failure", {
-            "message": f"{check.head or 'checkpoint'}: {check.message}",
+            "message": _xml(f"{check.head or 'checkpoint'}: {check.message}"),
             "type": "PrototypeCollapse" if check.utilization is not None else "GateInputError",
         })
         failure.text = _details(check)
     elif check.status == "not-gated":
-        ET.SubElement(case, "skipped", {"message": check.message})
+        ET.SubElement(case, "skipped", {"message": _xml(check.message)})
     else:
         out = ET.SubElement(case, "system-out")
         out.text = _details(check)
@@ -47,7 +49,7 @@ def _details(check: GateCheck) -> str:
     if check.floor is not None:
         lines.append(f"floor: {check.floor:.6f}")
     lines.append(check.message)
-    return "\n".join(lines) + "\n"
+    return _xml("\n".join(lines) + "\n")
 
 
 def gate_to_junit(outcome: GateOutcome, *, timestamp: _dt.datetime | None = None,
@@ -67,7 +69,7 @@ def gate_to_junit(outcome: GateOutcome, *, timestamp: _dt.datetime | None = None
     config = outcome.config
     for name, value in (("eps", f"{config.eps:g}"), ("method", config.method),
                         ("network", config.network), ("config", config.source)):
-        ET.SubElement(properties, "property", {"name": name, "value": value})
+        ET.SubElement(properties, "property", {"name": name, "value": _xml(value)})
     for check in outcome.checks:
         suite.append(_case(check))
     ET.indent(root)

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import CollapseProbeError
 from .config import GateConfig
 
-__all__ = ["GateCheck", "GateOutcome", "run_gate", "STATUSES"]
+__all__ = ["GateCheck", "GateOutcome", "run_gate", "checkpoint_files", "STATUSES"]
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +150,13 @@ def _expand(spec: str, base_dir: Path) -> tuple[list[str], str]:
     if "/" in spec or "\\" in spec or spec.lower().endswith(_PATH_ENDINGS):
         return [], f"checkpoint {spec!r} does not exist (looked for {full})."
     return [spec], ""  # a zoo or example name: audit() resolves it (and fails if unknown)
+
+
+def checkpoint_files(config: GateConfig) -> list[Path]:
+    """The existing files the gate of ``config`` will read (paths and glob matches; zoo and
+    example names are not files here). Outputs are checked against them before the run."""
+    files: list[Path] = []
+    for spec in config.checkpoints:
+        sources, problem = _expand(spec, config.base_dir)
+        files += [Path(s) for s in sources if not problem and Path(s).is_file()]
+    return files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from ..escape import csv_cell
 from .model import AuditReport
 
 __all__ = ["CSV_COLUMNS", "render_csv"]
@@ -30,9 +31,12 @@ def render_csv(report: AuditReport) -> str:
         for head in checkpoint.heads:
             verdict = head.verdict.label if head.verdict is not None else ""
             for result in head.results:
+                # Text cells from files never start a spreadsheet formula (= + - @).
                 writer.writerow([
-                    checkpoint.source, checkpoint.path, checkpoint.format, checkpoint.network,
-                    checkpoint.sha256, head.name, head.num_prototypes, head.dim, result.method,
+                    csv_cell(checkpoint.source), csv_cell(checkpoint.path),
+                    csv_cell(checkpoint.format), csv_cell(checkpoint.network),
+                    checkpoint.sha256, csv_cell(head.name), head.num_prototypes, head.dim,
+                    result.method,
                     _number(result.eps), _number(result.cosine), result.unique,
                     _number(result.utilization), result.largest_group, verdict,
                 ])

@@ -85,12 +85,18 @@ def _series(i: int) -> dict[str, object]:
 
 def _finish(fig: Figure, heading: str, **legend: object) -> None:
     """Figure title on top, legend below the axes (never over the data or the title)."""
-    fig.suptitle(heading, x=0.01, ha="left", fontsize="large")
+    from ..escape import plot_text
+
+    # Headings and labels carry names from files: never parsed as mathtext.
+    fig.suptitle(plot_text(heading), x=0.01, ha="left", fontsize="large")
+    handles = [handle for ax in fig.axes for handle in ax.get_legend_handles_labels()[0]]
     labels = [label for ax in fig.axes for label in ax.get_legend_handles_labels()[1]]
     if labels:
         longest = max(len(line) for label in labels for line in label.split("\n"))
         columns = 3 if longest <= 28 else 2 if longest <= 48 else 1
-        fig.legend(loc="outside lower center", frameon=False, fontsize="small",
+        fig.legend(handles, ["\n".join(plot_text(line) for line in label.split("\n"))
+                             for label in labels],
+                   loc="outside lower center", frameon=False, fontsize="small",
                    ncols=min(columns, len(labels)), **legend)
 
 

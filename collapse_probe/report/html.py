@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from html import escape
+from ..escape import html as escape  # names from files: HTML-escaped, controls shown
 from typing import TYPE_CHECKING
 
 from .figures import PALETTE, ReportFigure, as_report_figures, checkpoint_label, figure_bytes

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ..escape import markdown as _escape
+from ..escape import markdown_code as _code
 from .figures import ReportFigure, as_report_figures, checkpoint_label
 from .model import AuditReport, CheckpointAudit, HeadAudit
 from .summary import groups_sentence, headline_result, method_sentence
@@ -17,7 +19,8 @@ __all__ = ["render_markdown"]
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Names come from files: one line of literal text, never HTML, links or table syntax.
+    return _escape(text)
 
 
 def _summary(report: AuditReport) -> list[str]:
@@ -54,8 +57,8 @@ def _figures(figures: Sequence[ReportFigure]) -> list[str]:
 
 
 def _head(head: HeadAudit, figures: Sequence[ReportFigure]) -> list[str]:
-    extra = f" (shared with {', '.join(head.prototypes.shared_with)})" if head.prototypes.shared_with else ""
-    lines = ["", f"### Head `{head.name}`{extra}", "",
+    extra = f" (shared with {_cell(', '.join(head.prototypes.shared_with))})" if head.prototypes.shared_with else ""
+    lines = ["", f"### Head {_code(head.name)}{extra}", "",
              f"K = {head.num_prototypes} prototypes of dimension D = {head.dim}."]
     if head.verdict is not None:
         lines += ["", f"**Verdict: {head.verdict.label}** (a hint). {head.verdict.reason}"]
@@ -73,9 +76,9 @@ def _head(head: HeadAudit, figures: Sequence[ReportFigure]) -> list[str]:
 def _checkpoint(report: AuditReport, index: int, checkpoint: CheckpointAudit,
                 figures: Sequence[ReportFigure]) -> list[str]:
     lines = ["", f"## {_cell(checkpoint_label(report, index))}", ""]
-    facts = [f"source `{checkpoint.source}`", f"format {checkpoint.format}"]
+    facts = [f"source {_code(checkpoint.source)}", f"format {_cell(checkpoint.format)}"]
     if checkpoint.network:
-        facts.append(f"network {checkpoint.network}")
+        facts.append(f"network {_cell(checkpoint.network)}")
     if checkpoint.sha256:
         facts.append(f"sha256 `{checkpoint.sha256[:16]}...`")
     lines.append(", ".join(facts) + ".")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..escape import terminal, terminal_markup
 from .model import AuditReport, CheckpointAudit
 from .verdicts import VERDICT_NOTE
 
@@ -20,8 +21,9 @@ VERDICT_STYLES: dict[str, str] = {"healthy": "bold green", "partial-collapse": "
 def _checkpoint_table(checkpoint: CheckpointAudit) -> RenderableType:
     from rich.table import Table
 
-    title = f"{checkpoint.source}  [dim]({checkpoint.format}"
-    title += f", {checkpoint.network})[/dim]" if checkpoint.network else ")[/dim]"
+    # Names come from files: shown as text, never read as markup or control sequences.
+    title = f"{terminal_markup(checkpoint.source)}  [dim]({terminal_markup(checkpoint.format)}"
+    title += f", {terminal_markup(checkpoint.network)})[/dim]" if checkpoint.network else ")[/dim]"
     table = Table(title=title, title_justify="left", show_lines=False)
     for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("eps", "right"),
                             ("cosine >", "right"), ("unique", "right"), ("utilization", "right"),
@@ -30,9 +32,9 @@ def _checkpoint_table(checkpoint: CheckpointAudit) -> RenderableType:
         wide = {"min_width": len("partial-collapse"), "no_wrap": True} if column == "verdict" else {}
         table.add_column(column, justify=justify, **wide)
     for head in checkpoint.heads:
-        name = head.name
+        name = terminal_markup(head.name)
         if head.prototypes.shared_with:
-            name += f" (shared with {', '.join(head.prototypes.shared_with)})"
+            name += f" (shared with {terminal_markup(', '.join(head.prototypes.shared_with))})"
         verdict = ""
         if head.verdict is not None:
             verdict = f"[{VERDICT_STYLES[head.verdict.label]}]{head.verdict.label}[/]"
@@ -53,13 +55,13 @@ def render_audit(report: AuditReport) -> list[RenderableType]:
     out: list[RenderableType] = []
     for checkpoint in report.checkpoints:
         if checkpoint.note:
-            out.append(Text(f"Note: {checkpoint.note}", style="bold yellow"))
+            out.append(Text(f"Note: {terminal(checkpoint.note)}", style="bold yellow"))
         out.append(_checkpoint_table(checkpoint))
         for head in checkpoint.heads:
             if head.verdict is not None:
-                out.append(Text.assemble((f"{head.name}: ", "bold"),
+                out.append(Text.assemble((f"{terminal(head.name)}: ", "bold"),
                                          (head.verdict.label, VERDICT_STYLES[head.verdict.label]),
-                                         f" - {head.verdict.reason}"))
+                                         f" - {terminal(head.verdict.reason)}"))
     if any(h.verdict is not None for c in report.checkpoints for h in c.heads):
         out.append(Text(VERDICT_NOTE, style="dim"))
     out.append(Text(f"method: {report.method} (duplicates when ||a - b|| < eps, i.e. cos > 1 - eps^2/2)",
@@ -71,7 +73,7 @@ def render_audit(report: AuditReport) -> list[RenderableType]:
                             f"eps {gate.eps:g}", style="bold green"))
         else:
             for failure in gate.failures:
-                out.append(Text(f"gate FAILED: {failure.checkpoint} / {failure.head}: "
+                out.append(Text(f"gate FAILED: {terminal(failure.checkpoint)} / {terminal(failure.head)}: "
                                 f"{100 * failure.utilization:.2f} % < {100 * gate.fail_under:.2f} % "
                                 f"unique at eps {gate.eps:g}", style="bold red"))
     return out

@@ -1,16 +1,14 @@
 """Write a whole report folder at once: HTML, Markdown, JSON, CSV and every figure.
 
-Everything is rendered in memory first, then written into a temporary folder beside the target
-and moved into place: a new folder is renamed in one step; into an existing folder each file is
-replaced atomically (other files there are left alone). An error never leaves a partial report.
+Everything is rendered in memory first, then the new folder is built beside the target and
+swapped in whole (:func:`collapse_probe.output.write_folder`): files of other names already in
+the folder are kept, the report's files replaced. An error or a kill never leaves a partial
+report, nor a mix of old and new files.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,8 +85,9 @@ def write_report(
 
     Args:
         report: the audit.
-        out_dir: the report folder. Files of the same names in it are replaced; nothing else
-            in it is touched.
+        out_dir: the report folder. Files of the same names in it are replaced, files of
+            other names kept; the folder is swapped in whole, so an error or a kill leaves the
+            old one as it was.
         formats: any of :data:`REPORT_FORMATS` (default all).
         figures: ReportFigures to use (default :func:`~collapse_probe.report.figures.report_figures`).
         extra_files: more files (name -> content) rendered by the caller, written with the rest
@@ -104,7 +103,7 @@ def write_report(
                    got=", ".join(unknown) or "none")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir}: exists and is not a folder; choose a folder path.")
+        raise InputError(f"{out_dir} exists and is not a folder; choose a folder path.")
     files = _render(report, formats, figures)
     for name, content in (extra_files or {}).items():
         if Path(name).name != name or name in files:
@@ -113,21 +112,9 @@ def write_report(
         files[name] = content
     order = [n for n in _FILES.values() if n in files] + sorted(n for n in files if n not in _FILES.values())
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        # mkdtemp makes a private (0700) folder; the report folder gets the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        for name in order:
-            (tmp / name).write_bytes(files[name])
-        if out_dir.is_dir():
-            for name in order:
-                os.replace(tmp / name, out_dir / name)
-        else:
-            os.rename(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    from ..output import write_folder
+
+    # Built whole beside the target and swapped in: a kill never leaves old and new mixed.
+    write_folder(out_dir, {name: files[name] for name in order})
     log.info("report: %d files in %s", len(order), out_dir)
     return tuple(out_dir / name for name in order)

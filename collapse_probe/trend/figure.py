@@ -25,6 +25,8 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
     """
     from matplotlib.figure import Figure
 
+    from ..escape import plot_text
+
     figure = Figure(figsize=(7.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     x = report.x_values()
@@ -38,7 +40,7 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
             positive.extend(v for v in y if np.isfinite(v) and v > 0)
             axes.plot(x, y, marker="o", markersize=3.5, color=colours[t],
                       linestyle=_LINE_STYLES[h % len(_LINE_STYLES)],
-                      label=f"{head}, eps {threshold.eps:g}")
+                      label=plot_text(f"{head}, eps {threshold.eps:g}"))
     if log_scale is None:
         log_scale = bool(positive) and max(positive) / min(positive) > 100.0
     if log_scale:
@@ -48,7 +50,8 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
     axes.set_title(f"Prototype utilization over training ({report.method}, {report.network})")
     axes.grid(True, alpha=0.3)
     if not report.by_epoch and report.entries:
-        axes.set_xticks(x, [_short(e.path) for e in report.entries], rotation=30, ha="right")
+        axes.set_xticks(x, [plot_text(_short(e.path)) for e in report.entries], rotation=30,
+                        ha="right")
     if axes.lines:
         axes.legend(fontsize="small", ncols=2 if len(axes.lines) > 6 else 1)
     return figure

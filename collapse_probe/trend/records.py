@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +93,7 @@ def trend_to_csv(report: TrendReport) -> str:
 def append_jsonl(path: Path | str, entry: TrendEntry, *, method: str, network: str) -> None:
     """Append one audited checkpoint as a JSON line.
 
-    The file is rewritten through a temporary file and ``os.replace``, so a reader (or a crash)
+    The file is rewritten whole (:func:`collapse_probe.output.write_text`), so a reader (or a crash)
     never sees half a line.
     """
     path = Path(path)
@@ -105,14 +103,9 @@ def append_jsonl(path: Path | str, entry: TrendEntry, *, method: str, network: s
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     if old and not old.endswith("\n"):
         old += "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(old + line)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    from ..output import write_text
+
+    write_text(path, old + line)
 
 
 def read_jsonl(path: Path | str) -> TrendReport:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..escape import terminal_markup
 from .model import TrendReport
 
 if TYPE_CHECKING:
@@ -32,14 +33,14 @@ def render_trend(report: TrendReport, *,
         epoch = "?" if entry.epoch is None else str(entry.epoch)
         if entry.epoch_source in ("name", "folder"):
             epoch += f" ({entry.epoch_source})"
-        name = entry.path.replace("\\", "/").rsplit("/", 1)[-1]
+        name = terminal_markup(entry.path.replace("\\", "/").rsplit("/", 1)[-1])
         for i, head in enumerate(entry.heads):
             cells = []
             for threshold in report.thresholds:
                 unique = head.unique_at(threshold.eps)
                 cells.append("" if unique is None
                              else f"{unique} {100 * unique / head.num_prototypes:.3g}%")
-            table.add_row(epoch if i == 0 else "", name if i == 0 else "", head.name,
+            table.add_row(epoch if i == 0 else "", name if i == 0 else "", terminal_markup(head.name),
                           str(head.num_prototypes), *cells,
                           end_section=len(entry.heads) > 1 and i == len(entry.heads) - 1)
     return Group(heading, table)

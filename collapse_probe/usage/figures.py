@@ -31,8 +31,10 @@ def _details(report: UsageReport) -> str:
 def _head(fig: Figure, ax: object, report: UsageReport, heading: str) -> None:
     """The heading as the figure's suptitle (what report renderers list), details as the axes title."""
     proxy = " (center proxy)" if report.is_proxy else ""
-    fig.suptitle(f"{heading}: {report.head}{proxy}", x=0.01, ha="left", fontsize="large")
-    ax.set_title(_details(report), fontsize=9, loc="left")  # type: ignore[attr-defined]
+    from ..escape import plot_text
+
+    fig.suptitle(plot_text(f"{heading}: {report.head}{proxy}"), x=0.01, ha="left", fontsize="large")
+    ax.set_title(plot_text(_details(report)), fontsize=9, loc="left")  # type: ignore[attr-defined]
 
 
 def _palette() -> tuple[tuple[str, ...], str, str]:
