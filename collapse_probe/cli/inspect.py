@@ -65,6 +65,9 @@ def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported l
     if info.other_keys:
         lines.append("other keys: " + ", ".join(info.other_keys))
     lines.extend(f"note: {note}" for note in info.notes)
+    if info.replaced:
+        lines.append("not loaded (pickled classes replaced by inert placeholders; the heads do "
+                     "not use them): " + ", ".join(info.replaced))
     return lines
 
 
