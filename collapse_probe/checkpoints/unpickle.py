@@ -128,30 +128,43 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -
 # --- config containers, read as plain data ------------------------------------------------
 
 class _ConfigNode(Placeholder):
-    """An OmegaConf container or node: ``__setstate__`` keeps its content, :func:`plain` reads it."""
+    """An OmegaConf value node (``AnyNode``, ``IntegerNode``, ...) or metadata: its state is kept;
+    the container holding it reads its ``_val``."""
 
 
-def _config_class(module: str, name: str) -> type[Placeholder]:
-    return type(name, (_ConfigNode,), {"module": module, "qualname": name,
-                                       "__module__": __name__})
-
-
-def plain(value: Any, _depth: int = 0) -> Any:
-    """OmegaConf containers and nodes as dicts, lists and values; anything else unchanged."""
-    if _depth > 200:
-        return None
+def _node_value(value: Any) -> Any:
     if isinstance(value, _ConfigNode):
         state = value.state if isinstance(value.state, dict) else {}
-        if "_content" in state:
-            return plain(state["_content"], _depth + 1)
-        if "_val" in state:
-            return plain(state["_val"], _depth + 1)
-        return None
-    if isinstance(value, dict):
-        return {k: plain(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v, _depth + 1) for v in value]
+        return state.get("_val")
     return value
+
+
+class ConfigDict(dict):
+    """An OmegaConf ``DictConfig`` read as a plain dict of its values (``OmegaConf`` is never
+    imported: BUILD passes the pickled ``_content`` here and nothing else is run)."""
+
+    def __setstate__(self, state: Any) -> None:
+        content = state.get("_content") if isinstance(state, dict) else None
+        if isinstance(content, dict):
+            self.update({key: _node_value(value) for key, value in content.items()})
+
+
+class ConfigList(list):
+    """An OmegaConf ``ListConfig`` read as a plain list of its values."""
+
+    def __setstate__(self, state: Any) -> None:
+        content = state.get("_content") if isinstance(state, dict) else None
+        if isinstance(content, list):
+            self.extend(_node_value(value) for value in content)
+
+
+def _config_class(module: str, name: str) -> type:
+    if module == "omegaconf.dictconfig" and name == "DictConfig":
+        return ConfigDict
+    if module == "omegaconf.listconfig" and name == "ListConfig":
+        return ConfigList
+    return type(name, (_ConfigNode,), {"module": module, "qualname": name,
+                                       "__module__": __name__})
 
 
 class _AttributeDict(dict):
@@ -199,6 +212,8 @@ def _safe_table() -> dict[tuple[str, str], Any]:
         for value_type in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes,
                            bytearray, bool, slice, range):
             table[(builtin_module, value_type.__name__)] = value_type
+    table[("__builtin__", "long")] = int  # protocol 2 with fix_imports
+    table[("__builtin__", "unicode")] = str
     for module in ("pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing",
                    "lightning_fabric.utilities.data", "lightning.fabric.utilities.data"):
         table[(module, "AttributeDict")] = _AttributeDict
@@ -217,7 +232,8 @@ _INERT_MARKERS = {("typing", "Any"), ("typing", "Optional"), ("typing", "Union")
 #: Names the loader rebuilds as plain data (for messages and docs).
 SAFE_CLASS_NAMES: tuple[str, ...] = (
     "numpy scalars / dtypes / numeric arrays", "argparse.Namespace", "pathlib paths",
-    "collections.OrderedDict / defaultdict / Counter / deque", "OmegaConf DictConfig / ListConfig",
+    "collections.OrderedDict / defaultdict / Counter / deque",
+    "OmegaConf DictConfig / ListConfig (as dicts and lists)",
     "Lightning AttributeDict")
 
 
@@ -242,7 +258,7 @@ class RestrictedPickle:
         self.replaced: set[str] = set()
         #: storage data pointer -> zip record (``data/<key>``), filled as storages load.
         self.records: dict[int, str] = {}
-        self._classes: dict[tuple[str, str], type[Placeholder]] = {}
+        self._classes: dict[tuple[str, str], type] = {}
         owner = self
         base_slot = pickle.Unpickler.__dict__["persistent_load"]
 
