@@ -248,8 +248,8 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
             f"{path} holds sharded tensors ({', '.join(replaced[:3])}): it is one rank's FSDP "
             "shard. Audit the consolidated `teacher_checkpoint.pth` instead.")
     if replaced:
-        log.warning("%s: %d pickled class(es) were not loaded (inert placeholders stand in "
-                    "for them): %s", path, len(replaced), ", ".join(replaced))
+        log.info("%s: %d pickled class(es) were not loaded (inert placeholders stand in "
+                 "for them): %s", path, len(replaced), ", ".join(replaced))
     # Legacy files have no zip records to check.
     records = dict(restricted.records) if zipfile.is_zipfile(path) else {}
     return Loaded(path, obj, replaced, records)

@@ -121,6 +121,9 @@ def _read(path: Path, *, format: str | None, network: str, key: str | None,  # n
     else:
         tensors = [loaded.obj] if is_tensor(loaded.obj) else []
     loaded.check_records(tensors, what="the prototype tensors")
+    if loaded.replaced:
+        log.warning("%s: pickled classes not loaded (inert placeholders stand in for them; the "
+                    "heads do not use them): %s", path, ", ".join(loaded.replaced))
     return replace(checkpoint, replaced=loaded.replaced), top_keys
 
 
