@@ -21,6 +21,7 @@ is imported, constructed or called, so a payload (``os.system``, ``builtins.eval
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
 import collections
 import io
@@ -208,12 +209,9 @@ def _safe_table() -> dict[tuple[str, str], Any]:
         table[("pathlib._local", name)] = getattr(pathlib, name)
     for name in ("OrderedDict", "defaultdict", "Counter", "deque"):
         table[("collections", name)] = getattr(collections, name)
-    for builtin_module in ("builtins", "__builtin__"):
-        for value_type in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes,
-                           bytearray, bool, slice, range):
-            table[(builtin_module, value_type.__name__)] = value_type
-    table[("__builtin__", "long")] = int  # protocol 2 with fix_imports
-    table[("__builtin__", "unicode")] = str
+    for value_type in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes,
+                       bytearray, bool, slice, range):
+        table[("builtins", value_type.__name__)] = value_type
     for module in ("pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing",
                    "lightning_fabric.utilities.data", "lightning.fabric.utilities.data"):
         table[(module, "AttributeDict")] = _AttributeDict
@@ -286,6 +284,10 @@ class RestrictedPickle:
     def find_class(self, module: str, name: str) -> Any:
         """The allowed object for ``module.name``, or a placeholder class (nothing imported)."""
         module, name = str(module), str(name)
+        # Python 2 names (protocol 2 writes ``__builtin__``, ``copy_reg``): mapped as strings.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         found = _lookup(module, name)
         if found is not None:
             return found
