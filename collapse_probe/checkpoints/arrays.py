@@ -22,6 +22,7 @@ def is_array_like(obj: Any) -> bool:
 
 def _member(path: Path, archive: Any, name: str) -> np.ndarray:
     """One array of an ``.npz``, with its CRC and header checked; never unpickled."""
+    import tokenize
     import zipfile
     import zlib
 
@@ -34,7 +35,7 @@ def _member(path: Path, archive: Any, name: str) -> np.ndarray:
         raise CheckpointError(f"{path}: array {name!r} cannot be read: its header is damaged "
                               f"({exc}).") from None
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError,
-            SyntaxError, OverflowError, MemoryError) as exc:
+            SyntaxError, tokenize.TokenError, OverflowError, MemoryError) as exc:
         raise CheckpointError(f"{path}: array {name!r} is damaged ({exc}): save or download "
                               "the file again.") from None
 

@@ -8,6 +8,7 @@ import logging
 import pathlib
 import pickle
 import struct
+import tokenize
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -200,7 +201,7 @@ def _numpy_load(path: Path, **kwargs: Any) -> Any:
                                   "unpickling: save a plain numeric array.") from None
         raise _damaged(path, exc) from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, SyntaxError,
-            OverflowError, MemoryError) as exc:
+            tokenize.TokenError, OverflowError, MemoryError) as exc:
         raise _damaged(path, exc) from None
 
 

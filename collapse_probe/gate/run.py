@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import re
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -132,11 +133,10 @@ _OPTION_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
      "the gate never unpickles fully: if you trust the file's source, check it with "
      "`collapse-probe audit --trust-checkpoint`"),
     (re.compile(r"--trust-checkpoint"), "`collapse-probe audit --trust-checkpoint`"),
-    (re.compile(r"--format (\S+?)([,.;)]|$)"), r'format = "\1" in the gate configuration\2'),
-    (re.compile(r"--network (\S+?)([,.;)]|$)"), r'network = "\1" in the gate configuration\2'),
-    (re.compile(r"--key (<[^>]+>|\S+?)([,.;)]|$)"), r"key = \1 in the gate configuration\2"),
-    (re.compile(r"--format\b"), "format in the gate configuration"),
-    (re.compile(r"--key\b"), "key in the gate configuration"),
+    (re.compile(r"leave --(format|key|network) out"), r"leave \1 out of the gate configuration"),
+    (re.compile(r"--(format|network) ([\w-]+(?:\.[\w-]+)*)"), r'\1 = "\2" in the gate configuration'),
+    (re.compile(r"--key (<[^>]+>|[\w-]+(?:\.[\w-]+)*)"), r'key = "\1" in the gate configuration'),
+    (re.compile(r"--(format|key|network)\b"), r"\1 in the gate configuration"),
 )
 
 
@@ -182,7 +182,10 @@ def _expand(spec: str, base_dir: Path) -> tuple[list[str], str]:
             return [], f"glob {spec!r} matched no file (relative to {base_dir})."
         return matches, ""
     try:
-        exists = full.exists()
+        os.lstat(full)  # a symlink loop or broken link is there: the audit names the problem
+        exists = True
+    except FileNotFoundError:
+        exists = False
     except OSError as exc:  # a name too long for the file system, a permission error
         return [], f"checkpoint {spec!r} cannot be looked up ({exc.strerror or exc})."
     if exists:
