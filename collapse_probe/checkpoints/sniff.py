@@ -14,7 +14,7 @@ import stat
 import zipfile
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointChangedError, CheckpointError
 
 __all__ = ["sniff", "KINDS", "FSDP_SHARD_NAME"]
 
@@ -65,6 +65,9 @@ def sniff(path: Path) -> str:
             raise CheckpointError(f"{path} is a special file whose size the system does not "
                                   "report (e.g. under /proc), not a checkpoint.")
         raise CheckpointError(f"{path} is empty (0 bytes): the save or download did not complete.")
+    if not head:  # truncated between stat and read: a job is rewriting it
+        raise CheckpointChangedError(f"{path} was emptied while being read (a job is writing "
+                                     "it): read it again once it is complete.")
     if head.startswith(_LFS_PREFIX):
         raise CheckpointError(
             f"{path} is a Git LFS pointer ({size} bytes), not the checkpoint: run `git lfs pull` "

@@ -32,10 +32,13 @@ def audit_entry(
     format: str | None = None,  # noqa: A002 - the CLI option's name
     key: str | None = None,
     trust: bool = False,
+    retry: bool = True,
 ) -> TrendEntry:
     """Audit one checkpoint of a run at thresholds ``eps`` and keep only the numbers.
 
     The prototypes themselves (K x D per head) are dropped, so a long run fits in memory.
+    A file that changes while it is read is read again once it is stable (``retry``; up to
+    three reads), else :class:`~collapse_probe.errors.CheckpointChangedError` is raised.
     """
     from ..audit import audit
 
@@ -47,7 +50,7 @@ def audit_entry(
                                format=format, key=key, trust=trust)
             break
         except CheckpointChangedError:
-            if attempt == _ATTEMPTS - 1:
+            if not retry or attempt == _ATTEMPTS - 1:
                 raise
             log.info("%s changed while being read: reading it again once it is stable",
                      checkpoint.path)

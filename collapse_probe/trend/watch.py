@@ -200,6 +200,15 @@ class Watcher:
         with live_files():  # a training job may truncate and rewrite it while we read
             return self._read(path, resolved, stat, now)
 
+    def _changed(self, path: Path, resolved: Path, now: float) -> WatchEvent:
+        """The file changed during the read: its new state starts settling now."""
+        current = _signature(path)
+        if current is None:
+            self._seen.pop(resolved, None)
+        else:
+            self._seen[resolved] = (current, now)
+        return _changed_event(path)
+
     def _read(self, path: Path, resolved: Path, stat: os.stat_result, now: float) -> WatchEvent | None:
         signature = (stat.st_size, stat.st_mtime_ns)
         if self._done.get(resolved) == signature:
@@ -220,26 +229,22 @@ class Watcher:
             self._seen.pop(resolved, None)
             return WatchEvent(str(path), "failed", str(exc))
         except CheckpointChangedError:
-            self._seen.pop(resolved, None)
-            return WatchEvent(str(path), "new", "changed while being read, will retry")
+            return self._changed(path, resolved, now)
         except CollapseProbeError as exc:
             log.info("watch: %s not readable yet: %s", path, exc)
             return WatchEvent(str(path), "unreadable", f"not readable yet, will retry ({exc})")
         try:
             entry = audit_entry(locate(path, epoch_entry=epoch), eps=tuple(t.eps for t in self.thresholds),
                                 method=self.method, network=self.network, format=self.format,
-                                key=self.key, trust=self.trust)
+                                key=self.key, trust=self.trust, retry=False)
         except CollapseProbeError as exc:
             if isinstance(exc, CheckpointChangedError) or _signature(path) != signature:
-                # rewritten while we read it
-                self._seen.pop(resolved, None)
-                return WatchEvent(str(path), "new", "changed while being read, will retry")
+                return self._changed(path, resolved, now)  # rewritten while we read it
             self._failed[resolved] = (signature, str(exc))
             self._seen.pop(resolved, None)
             return WatchEvent(str(path), "failed", str(exc))
         if (entry.size_bytes, entry.mtime_ns) != signature or _signature(path) != signature:
-            self._seen.pop(resolved, None)
-            return WatchEvent(str(path), "new", "changed while being read, will retry")
+            return self._changed(path, resolved, now)
         self._seen.pop(resolved, None)
         self._failed.pop(resolved, None)
         self._done[resolved] = signature
@@ -248,6 +253,10 @@ class Watcher:
         if self.jsonl is not None:
             append_jsonl(self.jsonl, entry, method=self.method, network=self.network)
         return WatchEvent(str(path), "audited", _describe(entry), entry)
+
+
+def _changed_event(path: Path) -> WatchEvent:
+    return WatchEvent(str(path), "new", "changed while being read, will retry")
 
 
 def _signature(path: Path) -> _Signature | None:
