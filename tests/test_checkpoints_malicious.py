@@ -10,6 +10,7 @@ never appears.
 from __future__ import annotations
 
 import builtins
+import io
 import json
 import os
 import pickle
@@ -180,3 +181,62 @@ def test_torchscript_archive_is_refused_without_running_it(tmp_path):
         read_checkpoint(path)
     with pytest.raises(CheckpointError, match="TorchScript archive"):
         read_checkpoint(path, trust=True)
+
+
+def test_a_pickle_that_sets_attributes_on_an_allowed_class_is_refused_and_undone(tmp_path):
+    """BUILD with slot state can ``setattr`` on a class the pickle names (here
+    ``argparse.Namespace``): nothing runs, but the change is undone and the file refused."""
+    import argparse
+    import pickletools
+
+    from collapse_probe.checkpoints import load_state
+    from collapse_probe.errors import UnsafeCheckpointError
+
+    torch.save({"w": torch.ones(2), "x": 1234567}, tmp_path / "c.pth")
+    with zipfile_read(tmp_path / "c.pth") as (name, data, members):
+        # {'w': ..., 'x': Namespace-class with __repr__ set}: GLOBAL argparse Namespace,
+        # (None, {'__repr__': 'hacked'}) BUILD, in place of the value 1234567.
+        zero = b"J" + (1234567).to_bytes(4, "little")
+        payload = (b"cargparse\nNamespace\n" + b"N}X\x08\x00\x00\x00__repr__X\x06\x00\x00\x00hacked"
+                   b"s\x86b")
+        assert data.count(zero) == 1
+        patched = data.replace(zero, payload, 1)
+        pickletools.dis(patched, out=io.StringIO())  # still a well-formed pickle
+        members[name] = patched
+    before = argparse.Namespace.__repr__
+    with pytest.raises(UnsafeCheckpointError, match="argparse.Namespace"):
+        load_state(tmp_path / "c.pth")
+    assert argparse.Namespace.__repr__ is before
+
+
+def test_forced_weights_only_environment_is_named(tmp_path, monkeypatch):
+    from collapse_probe.checkpoints import load_state
+    from collapse_probe.errors import CheckpointError
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "c.pth")
+    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(CheckpointError, match="TORCH_FORCE_WEIGHTS_ONLY_LOAD"):
+        load_state(tmp_path / "c.pth")
+
+
+class zipfile_read:  # noqa: N801 - used as a context manager
+    """Read a torch zip's data.pkl; on exit, write the archive back with the edited members."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self):
+        import zipfile
+
+        with zipfile.ZipFile(self.path) as archive:
+            self.members = {n: archive.read(n) for n in archive.namelist()}
+        name = next(n for n in self.members if n.endswith("data.pkl"))
+        return name, self.members[name], self.members
+
+    def __exit__(self, *exc) -> None:
+        import zipfile
+
+        if exc[0] is None:
+            with zipfile.ZipFile(self.path, "w", zipfile.ZIP_STORED) as archive:
+                for name, data in self.members.items():
+                    archive.writestr(name, data)

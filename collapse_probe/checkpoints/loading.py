@@ -216,14 +216,22 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
             return Loaded(path, torch.load(source, map_location="cpu", weights_only=False,
                                            mmap=mmap))
         restricted = RestrictedPickle()
-        if mmap:
-            obj = torch.load(path, map_location="cpu", weights_only=False,
-                             pickle_module=restricted, mmap=True)
-        else:
-            # A file object without a file descriptor: torch then skips its tar-format reader
-            # (which extracts members to disk) and reads every storage with plain reads.
-            obj = torch.load(_in_memory(path), map_location="cpu", weights_only=False,
-                             pickle_module=restricted, mmap=False)
+        before = restricted.snapshot()
+        try:
+            if mmap:
+                obj = torch.load(path, map_location="cpu", weights_only=False,
+                                 pickle_module=restricted, mmap=True)
+            else:
+                # A file object without a file descriptor: torch then skips its tar-format
+                # reader (which extracts members to disk) and reads storages with plain reads.
+                obj = torch.load(_in_memory(path), map_location="cpu", weights_only=False,
+                                 pickle_module=restricted, mmap=False)
+        finally:
+            tampered = restricted.restore(before)
+        if tampered:
+            raise UnsafeCheckpointError(
+                f"{path} tries to change the attributes of {', '.join(tampered)} while it is "
+                "unpickled (put back): it is not a plain checkpoint; refusing it.")
     except CheckpointError:
         raise
     except (ModuleNotFoundError, AttributeError) as exc:
@@ -234,6 +242,10 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
     except pickle.UnpicklingError as exc:
         raise _damaged(path, exc) from None
     except RuntimeError as exc:
+        if "explicit pickle_module" in str(exc):  # TORCH_FORCE_WEIGHTS_ONLY_LOAD=1
+            raise CheckpointError(
+                f"{path} cannot be read while TORCH_FORCE_WEIGHTS_ONLY_LOAD is set (it disables "
+                "the restricted reader): unset it for collapse-probe.") from None
         if mmap:
             raise _MmapFailed from exc
         raise _damaged(path, exc) from None

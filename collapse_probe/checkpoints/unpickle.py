@@ -219,6 +219,8 @@ def _safe_table() -> dict[tuple[str, str], Any]:
 
 
 _TABLE: dict[tuple[str, str], Any] | None = None
+#: ``Py_TPFLAGS_IMMUTABLETYPE``: builtin and C types, whose attributes cannot be set.
+_IMMUTABLE_TYPE = 1 << 8
 
 #: Modules whose classes are configuration data, read without importing the package.
 _CONFIG_MODULES = ("omegaconf.dictconfig", "omegaconf.listconfig", "omegaconf.nodes",
@@ -300,6 +302,40 @@ class RestrictedPickle:
                 if key not in _INERT_MARKERS:
                     self.replaced.add(f"{module}.{name}")
         return self._classes[key]
+
+    def snapshot(self) -> dict[type, dict[str, Any]]:
+        """The attributes of every allow-listed class whose attributes can be set.
+
+        Pickle's BUILD can ``setattr`` on any object it holds, classes included; nothing runs
+        then, but a file could change, say, ``argparse.Namespace`` for the rest of the process.
+        :meth:`restore` puts them back.
+        """
+        global _TABLE
+        if _TABLE is None:
+            _TABLE = _safe_table()
+        classes = {obj for obj in _TABLE.values() if isinstance(obj, type)}
+        classes |= {ConfigDict, ConfigList, _AttributeDict, Placeholder, _ConfigNode}
+        return {cls: dict(vars(cls)) for cls in classes
+                if not (cls.__flags__ & _IMMUTABLE_TYPE)}
+
+    @staticmethod
+    def restore(snapshot: dict[type, dict[str, Any]]) -> list[str]:
+        """Undo attribute changes made to the classes of ``snapshot``; names of those changed."""
+        changed = []
+        for cls, before in snapshot.items():
+            now = vars(cls)
+            if now.keys() == before.keys() and all(now[k] is before[k] for k in before):
+                continue
+            changed.append(f"{cls.__module__}.{cls.__qualname__}")
+            for name in set(now) - set(before):
+                delattr(cls, name)
+            for name, value in before.items():
+                if now.get(name) is not value:
+                    try:
+                        setattr(cls, name, value)
+                    except (AttributeError, TypeError):  # read-only slots (__dict__, __doc__)
+                        pass
+        return changed
 
     def _note_record(self, saved_id: Any, storage: Any) -> None:
         if not (isinstance(saved_id, tuple) and len(saved_id) >= 3 and saved_id[0] == "storage"):
