@@ -212,7 +212,7 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
         if trust:
             log.warning("loading %s with full pickle (--trust-checkpoint): any code the file "
                         "holds runs now, with your permissions", path)
-            source: Any = path if mmap else _in_memory(path)
+            source: Any = path if mmap or zipfile.is_zipfile(path) else _in_memory(path)
             return Loaded(path, torch.load(source, map_location="cpu", weights_only=False,
                                            mmap=mmap))
         restricted = RestrictedPickle()
@@ -222,9 +222,11 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
                 obj = torch.load(path, map_location="cpu", weights_only=False,
                                  pickle_module=restricted, mmap=True)
             else:
-                # A file object without a file descriptor: torch then skips its tar-format
-                # reader (which extracts members to disk) and reads storages with plain reads.
-                obj = torch.load(_in_memory(path), map_location="cpu", weights_only=False,
+                # Zip files are read record by record with plain reads (no mapping). Legacy
+                # files go in as bytes: a file object without a descriptor makes torch skip
+                # its tar-format reader, which extracts members to disk.
+                source = path if zipfile.is_zipfile(path) else _in_memory(path)
+                obj = torch.load(source, map_location="cpu", weights_only=False,
                                  pickle_module=restricted, mmap=False)
         finally:
             tampered = restricted.restore(before)
