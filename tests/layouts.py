@@ -3,8 +3,9 @@
 Every ``write_*`` function writes one file with ``torch.save`` and returns its path. Keys, nesting
 and top-level entries follow the public training code of each method: the heads' MLPs are real
 enough to rebuild (``head.mlp.0/2/4`` with GELU between for ViT heads; ``mlp.0``, BatchNorm ``mlp.1`` with running stats, ``mlp.3`` for the
-DINO ResNet-50 head), loss centers, ``args`` as an ``argparse.Namespace``, ``epoch`` and
-optimizer-like entries sit where the real files keep them.
+DINO ResNet-50 head), loss centers, ``args`` as an ``argparse.Namespace``, ``epoch``, an
+``fp16_scaler`` state and a real optimizer's state after one step (learning rate and weight decay
+set from numpy schedules, as the training scripts do) sit where the real files keep them.
 
 Prototypes go in as a (K, D) array of directions; ``gains`` (K,) become the weight-norm g (or
 scale the plain rows), so the expected read-back is ``expected_vectors(prototypes, gains)``
