@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Placeholder", "RestrictedPickle", "placeholders_in", "SAFE_CLASS_NAMES"]
+__all__ = ["Placeholder", "RestrictedPickle", "ConfigDict", "ConfigList"]
 
 #: Encodings ``_codecs.encode`` may use: protocol-2 pickles store ``bytes`` as latin-1 text.
 _BYTE_ENCODINGS = frozenset({"latin1", "latin-1", "iso-8859-1", "iso8859-1", "utf-8", "utf8",
@@ -229,14 +229,6 @@ _CONFIG_MODULES = ("omegaconf.dictconfig", "omegaconf.listconfig", "omegaconf.no
 _INERT_MARKERS = {("typing", "Any"), ("typing", "Optional"), ("typing", "Union"),
                   ("typing", "Dict"), ("typing", "List"), ("typing", "Tuple")}
 
-#: Names the loader rebuilds as plain data (for messages and docs).
-SAFE_CLASS_NAMES: tuple[str, ...] = (
-    "numpy scalars / dtypes / numeric arrays", "argparse.Namespace", "pathlib paths",
-    "collections.OrderedDict / defaultdict / Counter / deque",
-    "OmegaConf DictConfig / ListConfig (as dicts and lists)",
-    "Lightning AttributeDict")
-
-
 def _lookup(module: str, name: str) -> Any:
     global _TABLE
     if _TABLE is None:
@@ -354,29 +346,3 @@ class RestrictedPickle:
     def loads(self, data: bytes, **kwargs: Any) -> Any:
         """``pickle.loads`` through :meth:`find_class`."""
         return self.load(io.BytesIO(data), **kwargs)
-
-
-def placeholders_in(obj: Any, *, _depth: int = 0, _seen: set[int] | None = None) -> set[str]:
-    """Names of the replaced classes found anywhere inside ``obj`` (dicts, lists, attributes)."""
-    seen = set() if _seen is None else _seen
-    if id(obj) in seen or _depth > 100:
-        return set()
-    seen.add(id(obj))
-    found: set[str] = set()
-    children: list[Any] = []
-    if isinstance(obj, Placeholder):
-        if not isinstance(obj, _ConfigNode):
-            found.add(obj.full_name())
-        children = [*obj.args, *obj.kwargs.values(), obj.state, *obj.items.values(), *obj.elements]
-    elif isinstance(obj, type) and issubclass(obj, Placeholder):
-        found.add(obj.full_name())
-    elif isinstance(obj, dict):
-        children = list(obj.values())
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        children = list(obj)
-    elif isinstance(obj, argparse.Namespace):
-        children = list(vars(obj).values())
-    for child in children:
-        found |= placeholders_in(child, _depth=_depth + 1, _seen=seen)
-    return found
-
