@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "errors",
     "UnsafeCheckpointError": "errors",
     "NoPrototypesError": "errors",
+    "CheckpointChangedError": "errors",
     "DownloadError": "errors",
     "ConfigError": "errors",
     "OutputError": "errors",

@@ -93,7 +93,7 @@ def audit(
         audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,
                                       format=checkpoint.format, network=checkpoint.network,
                                       sha256=checkpoint.sha256, heads=tuple(heads),
-                                      note=checkpoint.note))
+                                      note=checkpoint.note, replaced=checkpoint.replaced))
     gate = None if fail_under is None else _gate(audits, float(fail_under), gate_eps)
     return AuditReport(checkpoints=tuple(audits), thresholds=thresholds, method=method,
                        gate=gate, tool_version=__version__)
@@ -118,9 +118,10 @@ class _Loaded:
     """The parts of a loaded source the audit needs."""
 
     def __init__(self, *, source: str, path: str, format: str, network: str, sha256: str,
-                 heads: tuple[PrototypeSet, ...], note: str = "") -> None:
+                 heads: tuple[PrototypeSet, ...], note: str = "",
+                 replaced: tuple[str, ...] = ()) -> None:
         self.source, self.path, self.format, self.network = source, path, format, network
-        self.sha256, self.heads, self.note = sha256, heads, note
+        self.sha256, self.heads, self.note, self.replaced = sha256, heads, note, replaced
 
 
 def _load(source: Source, *, network: str, format: str | None, key: str | None, trust: bool,
@@ -147,7 +148,7 @@ def _load(source: Source, *, network: str, format: str | None, key: str | None, 
     note = example.description if example is not None else ""
     return _Loaded(source=str(source), path=str(path), format=checkpoint.format,
                    network=checkpoint.network, sha256=checkpoint.sha256, heads=checkpoint.heads,
-                   note=note)
+                   note=note, replaced=checkpoint.replaced)
 
 
 def _percent(progress: Callable[[str], None], what: str) -> Callable[[int, int], None]:

@@ -12,6 +12,7 @@ __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
     "NoPrototypesError",
+    "CheckpointChangedError",
     "DownloadError",
     "ConfigError",
     "OutputError",
@@ -38,6 +39,10 @@ class UnsafeCheckpointError(CheckpointError):
 
 class NoPrototypesError(CheckpointError):
     """A checkpoint was read but holds no recognisable prototype matrix."""
+
+
+class CheckpointChangedError(CheckpointError):
+    """A file changed (size, modification time or inode) while it was being read: retry later."""
 
 
 class DownloadError(CollapseProbeError):

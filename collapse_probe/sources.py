@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import CheckpointError
@@ -23,26 +26,27 @@ def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
         DownloadError: a zoo download failed.
     """
     if isinstance(text, Path):
-        if text.exists():
+        if _present(text):
             return text
         raise CheckpointError(f"no such file: {text}")
     path = Path(text).expanduser()
-    if path.exists():
+    if _present(path):
         return path
     from . import examples, zoo
 
     if text in examples.EXAMPLE_NAMES:
-        return examples.example_path(text, cache=cache_dir)
+        with _cache_errors(cache_dir):
+            return examples.example_path(text, cache=cache_dir)
 
     if text in zoo.ZOO:
-        return zoo.fetch(text, cache_dir=cache_dir, progress=progress)
+        with _cache_errors(cache_dir):
+            return zoo.fetch(text, cache_dir=cache_dir, progress=progress)
     if text.startswith(("http://", "https://")):
         raise CheckpointError(f"URLs are not read directly: download {text} and pass the file, "
                               "or use `collapse-probe zoo fetch NAME --url URL`.")
     if path.suffix or "/" in text or "\\" in text:
         raise CheckpointError(f"no such file: {text}")
     raise CheckpointError(f"no such file, example or zoo name: {text} (see `collapse-probe zoo list`)")
-
 
 
 def source_file(text: str | Path, *, cache_dir: Path | str | None = None) -> Path | None:
@@ -53,7 +57,7 @@ def source_file(text: str | Path, *, cache_dir: Path | str | None = None) -> Pat
     they start (see :func:`collapse_probe.output.refuse_overwriting_inputs`).
     """
     path = Path(text).expanduser()
-    if isinstance(text, Path) or path.exists():
+    if isinstance(text, Path) or _present(path):
         return path
     from . import cache, examples, zoo
 
@@ -66,3 +70,27 @@ def source_file(text: str | Path, *, cache_dir: Path | str | None = None) -> Pat
     if entry is not None:
         return zoo.zoo_dir(cache_dir) / entry.filename
     return None
+
+
+def _present(path: Path) -> bool:
+    """Whether something is at ``path``, including what ``exists()`` hides (a symlink loop, a
+    name too long, a folder without permission): the reader then says what it is."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _cache_errors(cache_dir: Path | str | None) -> Iterator[None]:
+    """A cache folder that is a file or cannot be written: one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or cache_dir or "the cache folder"
+        raise CheckpointError(
+            f"cannot use the cache folder ({where}: {exc.strerror or exc}): pass --cache-dir "
+            "(or set COLLAPSE_PROBE_CACHE) to a writable folder.") from None

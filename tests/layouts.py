@@ -3,8 +3,9 @@
 Every ``write_*`` function writes one file with ``torch.save`` and returns its path. Keys, nesting
 and top-level entries follow the public training code of each method: the heads' MLPs are real
 enough to rebuild (``head.mlp.0/2/4`` with GELU between for ViT heads; ``mlp.0``, BatchNorm ``mlp.1`` with running stats, ``mlp.3`` for the
-DINO ResNet-50 head), loss centers, ``args`` as an ``argparse.Namespace``, ``epoch`` and
-optimizer-like entries sit where the real files keep them.
+DINO ResNet-50 head), loss centers, ``args`` as an ``argparse.Namespace``, ``epoch``, an
+``fp16_scaler`` state and a real optimizer's state after one step (learning rate and weight decay
+set from numpy schedules, as the training scripts do) sit where the real files keep them.
 
 Prototypes go in as a (K, D) array of directions; ``gains`` (K,) become the weight-norm g (or
 scale the plain rows), so the expected read-back is ``expected_vectors(prototypes, gains)``
@@ -263,16 +264,71 @@ def _args(**kwargs: Any) -> argparse.Namespace:
     return argparse.Namespace(**kwargs)
 
 
-def _optimizer(num_params: int = 4) -> dict[str, Any]:
-    return {"state": {}, "param_groups": [
-        {"lr": 5e-4, "weight_decay": 0.04, "params": list(range(num_params // 2))},
-        {"lr": 5e-4, "weight_decay": 0.0, "params": list(range(num_params // 2, num_params))}]}
+def _optimizer(kind: str = "adamw") -> dict[str, Any]:
+    """A real optimizer's ``state_dict()`` after one ``step()``, with the learning rate and weight
+    decay set from numpy schedules as DINO, iBOT, EsViT, SwAV and DeepCluster-v2 do
+    (``param_group["lr"] = lr_schedule[it]``: ``numpy.float64`` scalars in the saved state).
+
+    ``kind``: ``adamw`` (DINO/iBOT/EsViT ViTs: regularized and not-regularized groups),
+    ``lars`` (SwAV / DINO ResNet-50: SGD with momentum, LARS-like ``eta`` / exclusion keys),
+    ``plain`` (Lightning / solo-learn: float schedules, no numpy).
+    """
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    groups = [{"params": [model[0].weight, model[1].weight]},
+              {"params": [model[0].bias, model[1].bias], "weight_decay": 0.0}]
+    if kind == "lars":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=0.1, momentum=0.9)
+        for group in optimizer.param_groups:
+            group |= {"eta": 0.001, "lars_exclude": group.get("weight_decay", 0.0) == 0.0}
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=5e-4)
+    model(torch.linspace(-1, 1, 4).reshape(1, 4)).sum().backward()
+    optimizer.step()
+    if kind != "plain":
+        lr_schedule = np.linspace(5e-4, 1e-6, 10)  # utils.cosine_scheduler returns numpy arrays
+        wd_schedule = np.linspace(0.04, 0.4, 10)
+        for i, group in enumerate(optimizer.param_groups):
+            group["lr"] = lr_schedule[3]
+            if i == 0:  # only the regularized group gets the weight-decay schedule
+                group["weight_decay"] = wd_schedule[3]
+    return optimizer.state_dict()
 
 
-def _save(obj: Any, path: Path | str, *, legacy: bool = False) -> Path:
+def _fp16_scaler() -> dict[str, Any]:
+    """``fp16_scaler.state_dict()`` as DINO/iBOT save it with ``--use_fp16 true``."""
+    return torch.amp.GradScaler("cpu").state_dict()
+
+
+def _save(obj: Any, path: Path | str, *, legacy: bool = False, numpy1: bool = False) -> Path:
+    """``torch.save``; ``numpy1=True`` writes numpy scalars under numpy 1.x's names
+    (``numpy.core.multiarray.scalar``), as files saved with numpy < 2 hold them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    if numpy1:
+        as_numpy1(path)
+    return path
+
+
+def as_numpy1(path: Path | str) -> Path:
+    """Rewrite a checkpoint's pickled numpy globals to numpy 1.x names (``numpy.core.*``).
+
+    torch pickles with protocol 2, where a global is the text line ``module\nname\n``; the
+    zip format is rewritten member by member (stored, like torch writes it)."""
+    import io
+    import zipfile
+
+    path = Path(path)
+    raw = path.read_bytes()
+    old, new = b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        path.write_bytes(raw.replace(old, new))
+        return path
+    with zipfile.ZipFile(io.BytesIO(raw)) as source:
+        members = [(info.filename, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for name, data in members:
+            target.writestr(name, data.replace(old, new) if name.endswith("data.pkl") else data)
     return path
 
 
@@ -288,7 +344,7 @@ def write_dino(path: Path | str, *, prototypes: np.ndarray, form: str = "weight-
                teacher_prefix: str | None = None, student_prefix: str = "module.",
                dtype: torch.dtype = torch.float32, with_args: bool = True, with_path_args: bool = False,
                with_optimizer: bool = True, center: np.ndarray | None = None,
-               legacy: bool = False) -> Path:
+               legacy: bool = False, fp16: bool = False, numpy1: bool = False) -> Path:
     """A facebookresearch/dino ``checkpoint.pth`` (``main_dino.py``'s save dict).
 
     Args:
@@ -308,6 +364,8 @@ def write_dino(path: Path | str, *, prototypes: np.ndarray, form: str = "weight-
             ``pathlib.PosixPath`` to it (submitit runs).
         center: (K,) ``dino_loss.center``; default ``linspace(-1, 1, K)``.
         legacy: write the pre-1.6 (non-zip) serialization.
+        fp16: add ``fp16_scaler`` (the GradScaler state of ``--use_fp16 true`` runs).
+        numpy1: write the optimizer's numpy scalars under numpy 1.x names.
     """
     num = np.asarray(prototypes).shape[0]
     resnet = backbone == "resnet50"
@@ -331,14 +389,16 @@ def write_dino(path: Path | str, *, prototypes: np.ndarray, form: str = "weight-
                       else torch.as_tensor(np.asarray(center, dtype=np.float32)).reshape(1, num)},
     }
     if with_optimizer:
-        checkpoint["optimizer"] = _optimizer()
+        checkpoint["optimizer"] = _optimizer("lars" if resnet else "adamw")
+    if fp16:
+        checkpoint["fp16_scaler"] = _fp16_scaler()
     if with_args:
         checkpoint["args"] = _args(arch="resnet50" if resnet else "vit_small", patch_size=16,
                                    out_dim=num, norm_last_layer=form != "plain", use_bn_in_head=resnet,
                                    momentum_teacher=0.996, epochs=100, lr=5e-4)
         if with_path_args:
             checkpoint["args"].output_dir = pathlib.PosixPath("/checkpoint/dino/run")
-    return _save(_cast(checkpoint, dtype), path, legacy=legacy)
+    return _save(_cast(checkpoint, dtype), path, legacy=legacy, numpy1=numpy1)
 
 
 def write_ibot(path: Path | str, *, prototypes: np.ndarray, patch_prototypes: np.ndarray | None = None,
@@ -369,6 +429,7 @@ def write_ibot(path: Path | str, *, prototypes: np.ndarray, patch_prototypes: np
         "student": network("module."),
         "teacher": network(""),
         "optimizer": _optimizer(),
+        "fp16_scaler": _fp16_scaler(),
         "epoch": 800,
         "args": _args(arch="vit_small", out_dim=num, patch_out_dim=num_patch,
                       shared_head=patch_prototypes is None, shared_head_teacher=True,
@@ -433,7 +494,7 @@ def write_msn(path: Path | str, *, prototypes: np.ndarray, training: bool = Fals
 
     checkpoint: dict[str, Any] = {"target_encoder": encoder(), "prototypes": stored}
     if training:
-        checkpoint |= {"encoder": encoder(), "opt": _optimizer(), "epoch": 800, "loss": 2.5,
+        checkpoint |= {"encoder": encoder(), "opt": _optimizer("plain"), "epoch": 800, "loss": 2.5,
                        "batch_size": 64, "world_size": 16, "lr": 1e-3, "temperature": 0.1}
     return _save(_cast(checkpoint, dtype), path)
 
@@ -489,7 +550,7 @@ def write_lightly(path: Path | str, *, heads: Mapping[str, np.ndarray], form: st
     if lightning:
         checkpoint: dict[str, Any] = {"epoch": 10, "global_step": 1000,
                                       "pytorch-lightning_version": "2.4.0", "state_dict": state,
-                                      "optimizer_states": [_optimizer()], "lr_schedulers": [],
+                                      "optimizer_states": [_optimizer("plain")], "lr_schedulers": [],
                                       "hyper_parameters": {"lr": 1e-3}}
     else:
         checkpoint = state
@@ -499,11 +560,14 @@ def write_lightly(path: Path | str, *, heads: Mapping[str, np.ndarray], form: st
 def write_sololearn(path: Path | str, *, prototypes: np.ndarray, student: np.ndarray | None = None,
                     form: str = "weight-norm-old", gains: np.ndarray | None = None,
                     student_gains: np.ndarray | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype = torch.float32, hydra_config: bool = False) -> Path:
     """A solo-learn DINO Lightning checkpoint: ``state_dict`` with ``backbone.*``, ``head.*``
     (student), ``momentum_backbone.*``, ``momentum_head.*`` (teacher), ``classifier.*``.
     solo-learn's ``DINOHead`` uses BatchNorm: ``mlp.0``, BN ``mlp.1``, ``mlp.3``, BN ``mlp.4``,
-    ``mlp.6``."""
+    ``mlp.6``. Lightning's ``loops`` and ``callbacks`` hold the trainer's progress and the
+    ``ModelCheckpoint`` state; ``hydra_config=True`` stores the run's config as the OmegaConf
+    ``DictConfig`` solo-learn's hydra entry point passes to the model (``hyper_parameters.cfg``;
+    needs the ``omegaconf`` test extra)."""
     def head(prefix: str, protos: np.ndarray, g: np.ndarray | None, seed: int) -> dict[str, torch.Tensor]:
         gen = _gen(seed)
         bottleneck = np.asarray(protos).shape[1]
@@ -518,11 +582,30 @@ def write_sololearn(path: Path | str, *, prototypes: np.ndarray, student: np.nda
     state |= head("head", prototypes if student is None else student, student_gains, 30)
     state |= head("momentum_head", prototypes, gains, 31)
     state |= _linear("classifier", 10, RESNET_DIM, _gen(32))
+    num = np.asarray(prototypes).shape[0]
+    hyper: dict[str, Any] = {"method": "dino", "num_prototypes": num}
+    if hydra_config:
+        from omegaconf import OmegaConf
+
+        hyper = {"cfg": OmegaConf.create({
+            "name": "dino-cifar10", "method": "dino", "backbone": {"name": "resnet18", "kwargs": {}},
+            "method_kwargs": {"num_prototypes": num, "proj_hidden_dim": 2048, "norm_last_layer": False,
+                              "warmup_teacher_temperature_epochs": 50, "clip_grad": 0.0},
+            "optimizer": {"name": "lars", "lr": 0.3, "weight_decay": 1e-6,
+                          "kwargs": {"clip_lr": True, "eta": 0.02, "exclude_bias_n_norm": True}},
+            "data": {"dataset": "cifar10", "num_workers": 4},
+            "devices": [0, 1], "max_epochs": 400, "precision": "16-mixed"})}
+    progress = {"total": {"ready": 100000, "completed": 100000}, "current": {"ready": 250, "completed": 250}}
     checkpoint = {"epoch": 400, "global_step": 100000, "pytorch-lightning_version": "2.4.0",
-                  "state_dict": state, "loops": {}, "callbacks": {},
-                  "optimizer_states": [_optimizer()], "lr_schedulers": [{"last_epoch": 400}],
-                  "hparams_name": "kwargs",
-                  "hyper_parameters": {"method": "dino", "num_prototypes": np.asarray(prototypes).shape[0]}}
+                  "state_dict": state,
+                  "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": progress,
+                                         "epoch_loop.batch_progress": progress}},
+                  "callbacks": {"ModelCheckpoint{'monitor': None, 'mode': 'min'}": {
+                      "monitor": None, "best_model_score": None, "best_model_path": "",
+                      "dirpath": "trained_models/dino/run", "last_model_path": ""}},
+                  "optimizer_states": [_optimizer("plain")], "lr_schedulers": [{"last_epoch": 400}],
+                  "hparams_name": "kwargs" if not hydra_config else "cfg",
+                  "hyper_parameters": hyper}
     return _save(_cast(checkpoint, dtype), path)
 
 
@@ -546,7 +629,7 @@ def write_swav(path: Path | str, *, prototypes: np.ndarray | Sequence[np.ndarray
     state = prefixed(state, "module.")
     checkpoint: Any = state
     if container == "state_dict":
-        checkpoint = {"epoch": 800, "state_dict": state, "optimizer": _optimizer()}
+        checkpoint = {"epoch": 800, "state_dict": state, "optimizer": _optimizer("lars")}
     return _save(_cast(checkpoint, dtype), path)
 
 

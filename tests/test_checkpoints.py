@@ -447,7 +447,7 @@ def test_inspect_describes_heads_without_computing_duplicates(tmp_path, protos):
     assert head.gain_all_ones is False
     assert head.norm_min == pytest.approx(np.abs(gains).min(), rel=1e-6)
     assert head.norm_max == pytest.approx(np.abs(gains).max(), rel=1e-6)
-    assert set(info.other_keys) == {"student", "optimizer", "epoch", "args", "ibot_loss"}
+    assert set(info.other_keys) == {"student", "optimizer", "fp16_scaler", "epoch", "args", "ibot_loss"}
     assert info.extras == {"center": (K,), "center2": (K,)}
 
 

@@ -250,18 +250,23 @@ def test_namespace_and_posix_path_load_without_trust(tmp_path, protos):
 
 
 @pytest.mark.parametrize("legacy", [False, True])
-def test_unsafe_pickle_is_refused_without_trust_and_loads_with_it(tmp_path, protos, legacy):
+def test_unknown_class_is_a_placeholder_and_loads_with_trust(tmp_path, protos, legacy):
+    from collapse_probe.checkpoints.unpickle import Placeholder
+
     write_dino(tmp_path / "c.pth", prototypes=protos)
     state = torch.load(tmp_path / "c.pth", weights_only=False)
     state["config"] = CustomConfig()
-    torch.save(state, tmp_path / "unsafe.pth", _use_new_zipfile_serialization=not legacy)
-    with pytest.raises(UnsafeCheckpointError) as exc:
-        read_checkpoint(tmp_path / "unsafe.pth")
-    message = _one_line(exc)
-    assert "CustomConfig" in message and "--trust-checkpoint" in message
-    assert "argparse" not in message  # allow-listed classes are not listed as needed
-    checkpoint = read_checkpoint(tmp_path / "unsafe.pth", trust=True)
-    assert checkpoint.format == "dino" and checkpoint.heads[0].num_prototypes == K
+    torch.save(state, tmp_path / "unknown.pth", _use_new_zipfile_serialization=not legacy)
+    checkpoint = read_checkpoint(tmp_path / "unknown.pth")
+    assert checkpoint.replaced == ("test_checkpoints_errors.CustomConfig",)
+    np.testing.assert_allclose(checkpoint.heads[0].vectors,
+                               protos / np.linalg.norm(protos, axis=1, keepdims=True), atol=1e-6)
+    loaded = load_state(tmp_path / "unknown.pth")
+    assert isinstance(loaded["config"], Placeholder) and not isinstance(loaded["config"], CustomConfig)
+    assert isinstance(loaded["args"], argparse.Namespace)  # allow-listed: rebuilt, not replaced
+    trusted = read_checkpoint(tmp_path / "unknown.pth", trust=True)
+    assert trusted.replaced == () and trusted.heads[0].num_prototypes == K
+    assert isinstance(load_state(tmp_path / "unknown.pth", trust=True)["config"], CustomConfig)
 
 
 def test_trusted_file_whose_class_cannot_be_imported(tmp_path, monkeypatch):

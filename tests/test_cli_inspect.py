@@ -114,17 +114,23 @@ def test_inspect_bad_network_is_a_usage_error(folder):
     assert "teacher" in result.stderr and "student" in result.stderr
 
 
-def test_inspect_unsafe_file_needs_trust(folder, tmp_path):
+def test_inspect_lists_classes_it_did_not_load(folder, tmp_path):
+    import json
+
     import torch
 
     state = torch.load(folder / "dino.pth", weights_only=False)
     state["config"] = _Config()
-    torch.save(state, tmp_path / "unsafe.pth")
-    refused = invoke(["inspect", "unsafe.pth"], tmp_path)
-    assert refused.exit_code == 2 and "--trust-checkpoint" in refused.stderr
-    assert "_Config" in refused.stderr
-    trusted = invoke(["inspect", "unsafe.pth", "--trust-checkpoint"], tmp_path)
-    assert trusted.exit_code == 0 and "format dino" in trusted.stdout
+    torch.save(state, tmp_path / "unknown.pth")
+    shown = invoke(["inspect", "unknown.pth"], tmp_path)
+    assert shown.exit_code == 0 and "format dino" in shown.stdout
+    assert "not loaded" in shown.stdout and "test_cli_inspect._Config" in shown.stdout
+    as_json = json.loads(invoke(["inspect", "unknown.pth", "--json"], tmp_path).stdout)
+    assert as_json["replaced_classes"] == ["test_cli_inspect._Config"]
+    trusted = invoke(["inspect", "unknown.pth", "--trust-checkpoint"], tmp_path)
+    assert trusted.exit_code == 0 and "not loaded" not in trusted.stdout
+    plain = json.loads(invoke(["inspect", "dino.pth", "--json"], folder).stdout)
+    assert plain["replaced_classes"] == []
 
 
 class _Config:

@@ -50,6 +50,14 @@ def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 def assert_same(a: Any, b: Any, key: str) -> None:
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), key
+    elif isinstance(a, Mapping):  # e.g. an optimizer state inside a list
+        assert isinstance(b, Mapping) and a.keys() == b.keys(), key
+        for name in a:
+            assert_same(a[name], b[name], f"{key}.{name}")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), key
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{key}[{i}]")
     else:
         assert a == b, key
 

@@ -200,3 +200,134 @@ def test_recursive_watch_follows_dinov2_eval_folders(tmp_path):
     (event,) = watcher.poll()
     assert event.kind == "audited" and (event.entry.epoch, event.entry.epoch_source) == (2499, "folder")
     assert event.entry.heads[0].unique == (8,)
+
+
+# --------------------------------------------------------------------------- rewritten in place
+
+def _rewrite_in_place(path: Path, state: dict) -> None:
+    """What DINO's ``save_on_master`` does every epoch: ``torch.save`` to the same path, which
+    truncates and rewrites the same inode."""
+    inode = path.stat().st_ino
+    torch.save(state, path)
+    assert path.stat().st_ino == inode
+
+
+@pytest.mark.parametrize("how", ["rewritten", "truncated"])
+def test_checkpoint_rewritten_in_place_while_it_is_read(tmp_path, monkeypatch, how):
+    """The file changes between torch.load and the head read (where a memory-mapped reader
+    would touch pages past the new end of file: SIGBUS). The watcher reads into memory, sees
+    the change, and audits the new version on a later poll."""
+    run = tmp_path / "run"
+    run.mkdir()
+    target = run / "checkpoint.pth"
+    target.write_bytes(checkpoint_bytes(tmp_path, groups=10, epoch=1))
+    newer = torch.load(io.BytesIO(checkpoint_bytes(tmp_path, groups=30, epoch=2)),
+                       weights_only=False)
+    real_load = torch.load
+    mmap_requests: list[object] = []
+    rewrites = []
+
+    def load(source, *args, **kwargs):
+        mmap_requests.append(kwargs.get("mmap"))
+        result = real_load(source, *args, **kwargs)
+        if not rewrites:  # the job writes the next epoch while we read this one
+            rewrites.append(True)
+            if how == "truncated":
+                with open(target, "r+b") as handle:
+                    handle.truncate(100)
+            _rewrite_in_place(target, newer)
+        return result
+
+    monkeypatch.setattr(torch, "load", load)
+    clock = FakeClock()
+    watcher = Watcher(run, eps=[0.025], clock=clock)
+    assert kinds(watcher.poll()) == [("checkpoint.pth", "new")]
+    changed = watcher.poll()
+    assert kinds(changed) == [("checkpoint.pth", "new")] and "changed while" in changed[0].message
+    assert kinds(watcher.poll()) == [("checkpoint.pth", "audited")]
+    (entry,) = watcher.summary().audited
+    assert entry.epoch == 2 and entry.heads[0].unique[0] == 30  # the new version, not a mix
+    assert not any(mmap_requests), "a file being written was memory-mapped"
+
+
+def test_watch_survives_a_job_rewriting_the_checkpoint_continuously(tmp_path):
+    """A writer thread rewrites checkpoint.pth in place (two sizes, alternating) while the
+    watcher polls without pause: no crash, every event a known kind, and once the writer
+    stops the last version is audited."""
+    import threading
+
+    from collapse_probe.trend.watch import EVENT_KINDS
+
+    run = tmp_path / "run"
+    run.mkdir()
+    target = run / "checkpoint.pth"
+    versions = [torch.load(io.BytesIO(checkpoint_bytes(tmp_path, groups=g, epoch=e)),
+                           weights_only=False) for e, g in ((1, 10), (2, 40))]
+    torch.save(versions[0], target)
+    stop = threading.Event()
+
+    def writer() -> None:
+        for i in range(200):
+            if stop.is_set():
+                return
+            _rewrite_in_place(target, versions[i % 2])
+        _rewrite_in_place(target, versions[1])
+
+    thread = threading.Thread(target=writer)
+    watcher = Watcher(run, eps=[0.025])
+    thread.start()
+    events = []
+    try:
+        while thread.is_alive():
+            events += watcher.poll()
+    finally:
+        stop.set()
+        thread.join()
+    for _ in range(3):
+        events += watcher.poll()
+    assert {e.kind for e in events} <= set(EVENT_KINDS)
+    assert watcher.summary().audited[-1].heads[0].unique[0] == 40
+    assert watcher.summary().audited[-1].epoch == 2
+
+
+@pytest.mark.parametrize("how", ["rewritten", "deleted"])
+def test_trend_rereads_a_file_changed_under_it_or_reports_it(tmp_path, monkeypatch, how):
+    """``trend`` reads a live ``checkpoint.pth`` into memory; a rewrite during the read is
+    retried once the file is stable, a deletion ends in one line and exit 2."""
+    from typer.testing import CliRunner
+
+    import collapse_probe.trend.compute as compute
+    from collapse_probe.cli.app import app
+
+    run = tmp_path / "run"
+    run.mkdir()
+    target = run / "checkpoint.pth"
+    target.write_bytes(checkpoint_bytes(tmp_path, groups=10, epoch=1))
+    newer = torch.load(io.BytesIO(checkpoint_bytes(tmp_path, groups=30, epoch=2)),
+                       weights_only=False)
+    real_load = torch.load
+    calls: list[object] = []
+
+    def load(source, *args, **kwargs):
+        calls.append(kwargs.get("mmap"))
+        result = real_load(source, *args, **kwargs)
+        if len(calls) == 2:  # during the audit, after the epoch was read
+            if how == "rewritten":
+                _rewrite_in_place(target, newer)
+            else:
+                target.unlink()
+        return result
+
+    waits: list[Path] = []
+    monkeypatch.setattr(torch, "load", load)
+    monkeypatch.setattr(compute, "_wait_until_stable", lambda path, **_: waits.append(path))
+    if how == "deleted":
+        result = CliRunner().invoke(app, ["trend", str(target), "--eps", "0.025", "--out",
+                                          str(tmp_path / "out")])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "No such file" in lines[0], result.stderr
+    else:
+        (entry,) = compute.trend([target], eps=[0.025]).entries
+        assert waits == [target] and entry.heads[0].unique[0] == 30
+    assert not any(calls), "a file that may be rewritten was memory-mapped"

@@ -20,6 +20,26 @@ def is_array_like(obj: Any) -> bool:
     return isinstance(obj, (np.ndarray, np.lib.npyio.NpzFile)) or is_tensor(obj)
 
 
+def _member(path: Path, archive: Any, name: str) -> np.ndarray:
+    """One array of an ``.npz``, with its CRC and header checked; never unpickled."""
+    import tokenize
+    import zipfile
+    import zlib
+
+    try:
+        return archive[name]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise CheckpointError(f"{path}: array {name!r} holds Python objects, which are not "
+                                  "read without unpickling: save a plain numeric array.") from None
+        raise CheckpointError(f"{path}: array {name!r} cannot be read: its header is damaged "
+                              f"({exc}).") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError,
+            SyntaxError, tokenize.TokenError, OverflowError, MemoryError) as exc:
+        raise CheckpointError(f"{path}: array {name!r} is damaged ({exc}): save or download "
+                              "the file again.") from None
+
+
 def read_array(path: Path, obj: Any, *, key: str | None) -> PrototypeSet:
     """The (K, D) prototypes held by ``obj``, read as-is (rows normalised, norms kept)."""
     name = "prototypes"
@@ -34,7 +54,7 @@ def read_array(path: Path, obj: Any, *, key: str | None) -> PrototypeSet:
         else:
             raise CheckpointError(f"{path} holds {len(names)} arrays ({', '.join(names[:8])}): "
                                   "pass --key NAME to pick the prototypes.")
-        obj = obj[name]
+        obj = _member(path, obj, name)
     elif key is not None:
         raise CheckpointError(f"{path} holds a single array: --key applies to .npz archives and "
                               "checkpoint dicts only.")

@@ -101,24 +101,75 @@ def _same_tensors(state: Mapping[str, Any], a: LastLayer, b: LastLayer) -> bool:
     return True
 
 
-def _to_numpy(tensor: Any) -> np.ndarray:
-    """float32 host copy of a tensor or array (fp16 / bf16 runs are upcast; numpy has no bf16)."""
+def _to_numpy(tensor: Any, key: str = "the prototypes") -> np.ndarray:
+    """float32 host copy of a tensor or array (fp16 / bf16 runs are upcast; numpy has no bf16).
+
+    Raises:
+        CheckpointError: a tensor that is not a dense real matrix of stored values (sparse,
+            meta, quantized, complex), or a view that repeats fewer stored values than it shows
+            (stride 0): copying it would allocate memory for values the file never held.
+    """
     if isinstance(tensor, np.ndarray):
+        if np.iscomplexobj(tensor):
+            raise CheckpointError(f"{key} is a complex array ({tensor.dtype}): prototypes are real; "
+                                  "save the real matrix.")
+        _check_strides(key, tensor.shape, [s // max(tensor.itemsize, 1) for s in tensor.strides])
         return np.asarray(tensor, dtype=np.float32)
+    _check_tensor(tensor, key)
     return tensor.detach().to(device="cpu").float().numpy()
+
+
+def _check_tensor(tensor: Any, key: str) -> None:
+    import torch
+
+    layout = getattr(tensor, "layout", torch.strided)
+    if layout != torch.strided:
+        raise CheckpointError(f"{key} is a {str(layout).replace('torch.', '')} tensor: prototypes "
+                              "must be a dense tensor (save `tensor.to_dense()`).")
+    if tensor.is_quantized:
+        raise CheckpointError(f"{key} is a quantized tensor ({tensor.dtype}): save the float "
+                              "weights (`tensor.dequantize()`).")
+    if tensor.device.type == "meta":
+        raise CheckpointError(f"{key} is a meta tensor: it has a shape but no values (the file "
+                              "was saved from a model that was never materialised).")
+    if tensor.is_complex():
+        raise CheckpointError(f"{key} is a complex tensor ({tensor.dtype}): prototypes are real; "
+                              "save the real matrix.")
+    if not (tensor.dtype.is_floating_point or not tensor.dtype.is_signed or tensor.dtype in (
+            torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise CheckpointError(f"{key} has dtype {tensor.dtype}, not numbers.")
+    _check_strides(key, tuple(tensor.shape), list(tensor.stride()))
+    stored = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    if tensor.numel() * tensor.element_size() > max(stored, 0):
+        raise CheckpointError(f"{key} of shape {tuple(tensor.shape)} needs "
+                              f"{tensor.numel() * tensor.element_size()} bytes but its storage "
+                              f"holds {max(stored, 0)}: the file is damaged.")
+
+
+def _check_strides(key: str, shape: tuple[int, ...], strides: list[int]) -> None:
+    if any(size > 1 and stride == 0 for size, stride in zip(shape, strides)):
+        raise CheckpointError(
+            f"{key} of shape {tuple(shape)} is a stride-0 view: it repeats a few stored values "
+            "over its whole shape instead of holding a trained matrix. Save the real weights "
+            "(`tensor.contiguous()`).")
 
 
 def _read(state: Mapping[str, Any], layer: LastLayer, *, key_prefix: str,
           shared_with: tuple[str, ...]) -> PrototypeSet:
     source_keys = tuple(f"{key_prefix}{key}" for key in layer.keys)
     if layer.form in ("plain", "raw"):
-        matrix = as_prototype_matrix(_to_numpy(state[layer.keys[0]]),
+        matrix = as_prototype_matrix(_to_numpy(state[layer.keys[0]], source_keys[0]),
                                      name=f"prototypes in {source_keys[0]}")
         gain_all_ones = None
     else:
         matrix, gain_all_ones = _weight_norm(state, layer, source_keys)
     # float64 accumulation without a float64 copy of the whole matrix.
     norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64))
+    if not np.isfinite(norms).all() or norms.max() >= np.finfo(np.float32).max:
+        # Entries near the float32 limit (3e38) would give inf norms and zero directions.
+        raise CheckpointError(
+            f"{source_keys[-1]}: row norms reach {norms.max():.3g}, beyond float32 range: these "
+            "are not trained prototype weights (a damaged or uninitialised tensor).")
     scale = norms[:, None].astype(np.float32)
     if matrix.flags.owndata and matrix.flags.writeable:
         # A fresh array (weight norm applied, or upcast): normalise in place, one copy fewer.
@@ -134,8 +185,8 @@ def _read(state: Mapping[str, Any], layer: LastLayer, *, key_prefix: str,
 def _weight_norm(state: Mapping[str, Any], layer: LastLayer,
                  source_keys: tuple[str, ...]) -> tuple[np.ndarray, bool]:
     """W = g * v / ||v|| row by row; a negative g flips the direction."""
-    g = _to_numpy(state[layer.keys[0]])
-    v = _to_numpy(state[layer.keys[1]])
+    g = _to_numpy(state[layer.keys[0]], source_keys[0])
+    v = _to_numpy(state[layer.keys[1]], source_keys[1])
     if v.ndim != 2 or g.size != v.shape[0]:
         raise CheckpointError(
             f"{source_keys[0]} {tuple(g.shape)} and {source_keys[1]} {tuple(v.shape)} do not form "

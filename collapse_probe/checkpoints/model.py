@@ -43,6 +43,8 @@ class Checkpoint:
             iBOT's patch center).
         forms: head name -> storage form (one of :data:`FORMS`).
         notes: remarks about the read (e.g. MSN prototypes are shared by both networks).
+        replaced: ``module.qualname`` of pickled classes that were not loaded (inert
+            placeholders stand in for them; the heads do not depend on them).
     """
 
     path: Path
@@ -52,6 +54,7 @@ class Checkpoint:
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     forms: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
 
     @cached_property
     def sha256(self) -> str:
@@ -100,6 +103,7 @@ class CheckpointInfo:
         other_keys: the file's other top-level keys (e.g. ``args``, ``epoch``, ``optimizer``).
         extras: names and shapes of extra arrays found (e.g. ``center``).
         notes: remarks about the read.
+        replaced: pickled classes that were not loaded (placeholders stand in for them).
     """
 
     path: Path
@@ -110,6 +114,7 @@ class CheckpointInfo:
     other_keys: tuple[str, ...] = ()
     extras: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (paths as strings, tuples as lists)."""
@@ -121,4 +126,5 @@ class CheckpointInfo:
             "other_keys": list(self.other_keys),
             "extras": {name: list(shape) for name, shape in self.extras.items()},
             "notes": list(self.notes),
+            "replaced_classes": list(self.replaced),
         }

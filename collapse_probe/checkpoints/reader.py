@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from .diagnose import no_prototypes
 from .keymode import normalise_keys, resolve_key
 from .keys import flatten, is_tensor
 from .layers import read_layers
-from .loading import load_object
+from .loading import Loaded, read_object, unsafe_message
 from .model import FORMATS, NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
 from .registry import ADAPTERS, adapter_for, detect
 
@@ -83,7 +84,7 @@ def inspect_checkpoint(path: Path | str, *, format: str | None = None, network: 
         size_bytes=path.stat().st_size, heads=heads,
         other_keys=tuple(k for k in top_keys if k not in used and k != checkpoint.network),
         extras={name: tuple(array.shape) for name, array in checkpoint.extras.items()},
-        notes=checkpoint.notes)
+        notes=checkpoint.notes, replaced=checkpoint.replaced)
 
 
 def network_state(state: Mapping[str, Any], *, format: str, network: str) -> dict[str, Any]:  # noqa: A002
@@ -108,7 +109,35 @@ def network_state(state: Mapping[str, Any], *, format: str, network: str) -> dic
 def _read(path: Path, *, format: str | None, network: str, key: str | None,  # noqa: A002
           trust: bool) -> tuple[Checkpoint, tuple[str, ...]]:
     check_options(format, network)
-    obj = load_object(path, trust=trust)
+    loaded = read_object(path, trust=trust)
+    try:
+        checkpoint, top_keys = _read_loaded(path, loaded, format=format, network=network, key=key)
+    except NoPrototypesError:
+        if loaded.replaced:  # the heads may be inside what was not loaded
+            raise unsafe_message(path, loaded.replaced, what="its prototypes") from None
+        raise
+    if isinstance(loaded.obj, Mapping):
+        tensors = _head_tensors(loaded.obj, list(checkpoint.heads))
+    else:
+        tensors = [loaded.obj] if is_tensor(loaded.obj) else []
+    loaded.check_records(tensors, what="the prototype tensors")
+    if loaded.replaced:
+        log.warning("%s: pickled classes not loaded (inert placeholders stand in for them; the "
+                    "heads do not use them): %s", path, ", ".join(loaded.replaced))
+    return replace(checkpoint, replaced=loaded.replaced), top_keys
+
+
+def _head_tensors(state: Mapping[str, Any], heads: list) -> list:
+    """Tensors stored under the heads' key endings (``last_layer.weight_v``, ``prototypes``):
+    the ones read, and at most their twins in the other network."""
+    endings = {".".join(k.split(".")[-2:]) for head in heads for k in head.source_keys}
+    return [value for key, value in flatten(state).items()
+            if is_tensor(value) and any(key == e or key.endswith("." + e) for e in endings)]
+
+
+def _read_loaded(path: Path, loaded: Loaded, *, format: str | None, network: str,  # noqa: A002
+                 key: str | None) -> tuple[Checkpoint, tuple[str, ...]]:
+    obj = loaded.obj
     if is_array_like(obj):
         if format not in (None, "array", "key"):
             raise CheckpointError(f"{path} holds a bare array, not a {format} checkpoint: use "

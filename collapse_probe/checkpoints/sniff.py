@@ -2,16 +2,19 @@
 
 Catches the usual impostors with a message that names them: a missing path, a folder, an empty
 file, a Git LFS pointer, an HTML/XML page saved under a checkpoint's name, a zip archive cut
-short, an FSDP shard.
+short, an FSDP shard, a TorchScript archive, a FIFO or device, a file that cannot be opened.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import zipfile
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointChangedError, CheckpointError
 
 __all__ = ["sniff", "KINDS", "FSDP_SHARD_NAME"]
 
@@ -32,20 +35,39 @@ _LFS_PREFIX = b"version https://git-lfs"
 def sniff(path: Path) -> str:
     """Classify ``path`` as one of :data:`KINDS`, or raise :class:`CheckpointError` naming the problem."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no such file: {path}")
-    if path.is_dir():
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise CheckpointError(f"{path} is a broken symbolic link (it points to "
+                                  f"{os.readlink(path)}, which does not exist).") from None
+        raise CheckpointError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise CheckpointError(os_problem(path, exc)) from None
+    if stat.S_ISDIR(info.st_mode):
         raise CheckpointError(_directory_message(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path} is {_special_kind(info.st_mode)}, not a regular file: "
+                              "save or copy the checkpoint to a file and pass that.")
     if FSDP_SHARD_NAME.search(path.name):
         raise CheckpointError(
             f"{path} looks like one rank's FSDP shard (its name has `rank_N`): a shard holds a "
             "slice of each tensor. Audit the consolidated `teacher_checkpoint.pth` from the "
             "run's eval folder instead.")
-    size = path.stat().st_size
+    size = info.st_size
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as exc:
+        raise CheckpointError(os_problem(path, exc)) from None
     if size == 0:
+        if head:  # /proc, /sys and similar report 0 bytes but produce data
+            raise CheckpointError(f"{path} is a special file whose size the system does not "
+                                  "report (e.g. under /proc), not a checkpoint.")
         raise CheckpointError(f"{path} is empty (0 bytes): the save or download did not complete.")
-    with open(path, "rb") as handle:
-        head = handle.read(512)
+    if not head:  # truncated between stat and read: a job is rewriting it
+        raise CheckpointChangedError(f"{path} was emptied while being read (a job is writing "
+                                     "it): read it again once it is complete.")
     if head.startswith(_LFS_PREFIX):
         raise CheckpointError(
             f"{path} is a Git LFS pointer ({size} bytes), not the checkpoint: run `git lfs pull` "
@@ -73,16 +95,45 @@ def _zip_kind(path: Path, size: int) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CheckpointError(
             f"{path} is a truncated or damaged zip archive ({size} bytes, {exc}): the download "
             "or save was cut short; fetch or save it again.") from None
+    if any(name.endswith("constants.pkl") for name in names):
+        # torch.load hands these to torch.jit.load, which runs the archive's own code.
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (torch.jit.save), not a checkpoint: loading it "
+            "would run its code. Save the model's state_dict with torch.save and audit that.")
     if any(name.endswith("data.pkl") for name in names):
         return "torch-zip"
     if names and all(name.endswith(".npy") for name in names):
         return "npz"
     raise CheckpointError(f"{path} is a zip archive but neither a PyTorch checkpoint nor a NumPy "
                           f".npz (it holds {', '.join(names[:5]) or 'nothing'}).")
+
+
+def os_problem(path: Path, exc: OSError) -> str:
+    """One line naming why the operating system refused ``path`` and what to do."""
+    if exc.errno == errno.ELOOP:
+        return f"{path} is a symbolic link loop (a link that points back to itself): fix the link."
+    if exc.errno == errno.ENAMETOOLONG:
+        longest = max((len(part) for part in Path(path).parts), default=0)
+        return (f"the path {str(path)[:80]}... is too long for the file system (a name of "
+                f"{longest} characters; the usual limit is 255): use a shorter name.")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{path} cannot be read: permission denied. Check its permissions (and its "
+                "folder's) or run as a user who can read it.")
+    return f"{path} cannot be read: {exc.strerror or exc}."
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -94,7 +145,10 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def _directory_message(path: Path) -> str:
-    inside = [name for name in ("teacher_checkpoint.pth", "checkpoint.pth", "checkpoint.pth.tar")
-              if (path / name).is_file()]
+    try:
+        inside = [name for name in ("teacher_checkpoint.pth", "checkpoint.pth",
+                                    "checkpoint.pth.tar") if (path / name).is_file()]
+    except OSError:
+        inside = []
     hint = f" It holds {inside[0]}: pass {path / inside[0]}." if inside else ""
     return f"{path} is a directory, not a checkpoint file.{hint}"

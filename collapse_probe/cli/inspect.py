@@ -69,6 +69,9 @@ def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported l
     if info.other_keys:
         lines.append(Text("other keys: " + terminal(", ".join(info.other_keys))))
     lines.extend(Text(f"note: {terminal(note)}") for note in info.notes)
+    if info.replaced:
+        lines.append(Text("not loaded (pickled classes replaced by inert placeholders; the heads do "
+                          "not use them): " + terminal(", ".join(info.replaced))))
     return lines
 
 

@@ -45,7 +45,11 @@ def log_command(
         training_log = read_training_log(log_path)
         k, patch_k, k_source = num_prototypes, num_patch_prototypes, "--num-prototypes"
         if k is None:
-            found = prototypes_from_run(log_path.parent)
+            problems: list[str] = []
+            found = prototypes_from_run(log_path.parent, problems=problems)
+            if found is None and problems:
+                raise InputError(f"K unknown: the checkpoint beside {log_path} could not be read "
+                                 f"({problems[0]}); pass --num-prototypes K.")
             if found is None:
                 raise InputError(f"K unknown: no checkpoint beside {log_path} records args.out_dim; "
                                  "pass --num-prototypes K.")

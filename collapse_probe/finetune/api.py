@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, UnsafeCheckpointError
 from ..validation import fail
 from .features import Augmentation, FeatureViews, load_features
 from .result import UTILIZATION_EPS, FinetuneResult
@@ -111,6 +111,13 @@ def finetune(
     torch_device = _device(device)
 
     checkpoint = read_checkpoint(source, format=format, trust=trust)
+    if checkpoint.replaced:
+        # Placeholders cannot be written back as the objects they replaced.
+        raise UnsafeCheckpointError(
+            f"{source} holds pickled classes that were not loaded "
+            f"({', '.join(checkpoint.replaced)}); fine-tuning writes every entry back, which "
+            "it cannot do for them. Pass --trust-checkpoint only if you trust the file's "
+            "source (full unpickling runs any code it holds).")
     fmt = checkpoint.format
     if fmt not in SUPPORTED_FORMATS:
         raise InputError(f"fine-tuning {fmt} checkpoints is not supported (its objective is not "

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
+import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollapseProbeError
+from ..trend.compute import reading
 from .config import GateConfig
 
 __all__ = ["GateCheck", "GateOutcome", "run_gate", "checkpoint_files", "STATUSES"]
@@ -96,12 +100,15 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
             if progress is not None:
                 progress(f"auditing {source}")
             try:
-                report = audit(source, eps=[config.eps], method=config.method,
-                               network=config.network, format=config.format, key=config.key,
-                               cache_dir=cache_dir)
-            except CollapseProbeError as exc:
+                with reading(source) if _exists(source) else nullcontext():
+                    report = audit(source, eps=[config.eps], method=config.method,
+                                   network=config.network, format=config.format,
+                                   key=config.key, cache_dir=cache_dir)
+            except (CollapseProbeError, OSError) as exc:
+                # One file's problem is that file's failed check, never a crashed gate.
                 checks.append(GateCheck(checkpoint=source, head="", status="failed",
-                                        message=f"cannot audit: {exc}", eps=config.eps))
+                                        message=f"cannot audit: {_for_gate(exc)}",
+                                        eps=config.eps))
                 continue
             for checkpoint in report.checkpoints:
                 for head in checkpoint.heads:
@@ -120,6 +127,28 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
     return outcome
 
 
+# Command-line options named by loader messages, and what the gate configuration has instead.
+_OPTION_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"[Pp]ass --trust-checkpoint \(trust=True\)[^.;]*"),
+     "the gate never unpickles fully: if you trust the file's source, check it with "
+     "`collapse-probe audit --trust-checkpoint`"),
+    (re.compile(r"--trust-checkpoint"), "`collapse-probe audit --trust-checkpoint`"),
+    (re.compile(r"leave --(format|key|network) out"), r"leave \1 out of the gate configuration"),
+    (re.compile(r"--(format|network) ([\w-]+(?:\.[\w-]+)*)"), r'\1 = "\2" in the gate configuration'),
+    (re.compile(r"--key (<[^>]+>|[\w-]+(?:\.[\w-]+)*)"), r'key = "\1" in the gate configuration'),
+    (re.compile(r"--(format|key|network)\b"), r"\1 in the gate configuration"),
+)
+
+
+def _for_gate(exc: BaseException) -> str:
+    """The error's first line, with command-line options the gate does not have replaced by
+    the configuration keys that do the same."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for pattern, replacement in _OPTION_HINTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def _check(source: str, head: str, unique: int, num_prototypes: int, config: GateConfig) -> GateCheck:
     utilization = unique / num_prototypes
     floor = config.floor_for(head)
@@ -136,6 +165,13 @@ def _check(source: str, head: str, unique: int, num_prototypes: int, config: Gat
                      num_prototypes=num_prototypes)
 
 
+def _exists(source: str) -> bool:
+    try:
+        return Path(source).exists()
+    except OSError:
+        return False
+
+
 def _expand(spec: str, base_dir: Path) -> tuple[list[str], str]:
     """(sources to audit, "") or ([], why the entry fails)."""
     path = Path(spec).expanduser()
@@ -145,7 +181,14 @@ def _expand(spec: str, base_dir: Path) -> tuple[list[str], str]:
         if not matches:
             return [], f"glob {spec!r} matched no file (relative to {base_dir})."
         return matches, ""
-    if full.exists():
+    try:
+        os.lstat(full)  # a symlink loop or broken link is there: the audit names the problem
+        exists = True
+    except FileNotFoundError:
+        exists = False
+    except OSError as exc:  # a name too long for the file system, a permission error
+        return [], f"checkpoint {spec!r} cannot be looked up ({exc.strerror or exc})."
+    if exists:
         return [str(full)], ""
     if "/" in spec or "\\" in spec or spec.lower().endswith(_PATH_ENDINGS):
         return [], f"checkpoint {spec!r} does not exist (looked for {full})."

@@ -68,6 +68,7 @@ def _checkpoint(checkpoint: CheckpointAudit) -> dict[str, Any]:
         "network": checkpoint.network,
         "sha256": checkpoint.sha256,
         "note": checkpoint.note,
+        "replaced_classes": list(checkpoint.replaced),
         "heads": [_head(h) for h in checkpoint.heads],
     }
 

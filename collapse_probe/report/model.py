@@ -57,6 +57,8 @@ class CheckpointAudit:
         sha256: hex digest of the file ("" for an in-memory array).
         heads: one HeadAudit per distinct head.
         note: a caveat to show next to the results (e.g. that the input is synthetic).
+        replaced: pickled classes the loader did not load (inert placeholders stood in for
+            them; the heads do not depend on them).
     """
 
     source: str
@@ -66,6 +68,7 @@ class CheckpointAudit:
     sha256: str
     heads: tuple[HeadAudit, ...]
     note: str = ""
+    replaced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from .._version import __version__
+from ..checkpoints.loading import live_files
+from ..errors import CheckpointChangedError, CheckpointError
 from ..thresholds import resolve_thresholds
 from ..types import METHODS
 from ..validation import fail
 from .model import TrendEntry, TrendHead, TrendReport
-from .ordering import RunCheckpoint, expand_inputs, locate, order_checkpoints, read_epoch
+from .ordering import (RunCheckpoint, expand_inputs, is_latest_name, locate, order_checkpoints,
+                       read_epoch)
 
-__all__ = ["trend", "audit_entry"]
+__all__ = ["trend", "audit_entry", "may_be_rewritten", "reading"]
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +32,31 @@ def audit_entry(
     format: str | None = None,  # noqa: A002 - the CLI option's name
     key: str | None = None,
     trust: bool = False,
+    retry: bool = True,
 ) -> TrendEntry:
     """Audit one checkpoint of a run at thresholds ``eps`` and keep only the numbers.
 
     The prototypes themselves (K x D per head) are dropped, so a long run fits in memory.
+    A file that changes while it is read is read again once it is stable (``retry``; up to
+    three reads), else :class:`~collapse_probe.errors.CheckpointChangedError` is raised.
     """
     from ..audit import audit
 
-    stat = checkpoint.path.stat()
-    report = audit(checkpoint.path, eps=eps, method=method, network=network, format=format,
-                   key=key, trust=trust)
+    for attempt in range(_ATTEMPTS):
+        try:
+            with reading(checkpoint.path):
+                stat = checkpoint.path.stat()
+                report = audit(checkpoint.path, eps=eps, method=method, network=network,
+                               format=format, key=key, trust=trust)
+            break
+        except CheckpointChangedError:
+            if not retry or attempt == _ATTEMPTS - 1:
+                raise
+            log.info("%s changed while being read: reading it again once it is stable",
+                     checkpoint.path)
+            _wait_until_stable(checkpoint.path)
+        except OSError as exc:  # removed or replaced between listing and reading
+            raise CheckpointError(f"{checkpoint.path} cannot be read: {exc.strerror or exc}.") from None
     heads = tuple(
         TrendHead(name=head.name, num_prototypes=head.num_prototypes,
                   eps=tuple(r.eps for r in head.results), unique=tuple(r.unique for r in head.results))
@@ -45,6 +65,48 @@ def audit_entry(
     return TrendEntry(path=str(checkpoint.path), epoch=checkpoint.epoch,
                       epoch_source=checkpoint.epoch_source, heads=heads,
                       size_bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+
+
+#: Reads of one checkpoint before a file that keeps changing is reported as unreadable.
+_ATTEMPTS = 3
+#: A file modified this recently (seconds) may still be rewritten by a running job.
+RECENT_S = 600.0
+
+
+def may_be_rewritten(path: Path | str) -> bool:
+    """Whether a running job may truncate and rewrite ``path`` while it is read: a name the
+    training scripts overwrite (``checkpoint.pth``, ``last.ckpt``) or a recent modification."""
+    path = Path(path)
+    if is_latest_name(path):
+        return True
+    try:
+        return time.time() - path.stat().st_mtime < RECENT_S
+    except OSError:
+        return True
+
+
+def reading(path: Path | str) -> AbstractContextManager[None]:
+    """:func:`~collapse_probe.checkpoints.loading.live_files` for files that may be rewritten
+    (read into memory, never mapped), a no-op (memory-mapped reads) for settled ones."""
+    return live_files() if may_be_rewritten(path) else nullcontext()
+
+
+def _wait_until_stable(path: Path, *, quiet_s: float = 1.0, limit_s: float = 30.0) -> None:
+    def signature() -> tuple[int, int, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+    deadline = time.monotonic() + limit_s
+    last = signature()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = signature()
+        if now == last:
+            return
+        last = now
 
 
 def trend(
@@ -81,7 +143,10 @@ def trend(
     eps_values = tuple(t.eps for t in thresholds)
     items = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     files = expand_inputs(items)
-    located = [locate(f, epoch_entry=read_epoch(f, trust=trust)) for f in files]
+    located = []
+    for f in files:
+        with reading(f):
+            located.append(locate(f, epoch_entry=read_epoch(f, trust=trust)))
     entries = []
     for checkpoint in order_checkpoints(located):
         if progress is not None:

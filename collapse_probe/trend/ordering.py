@@ -189,8 +189,12 @@ def read_args(path: Path | str, *, trust: bool = False) -> dict[str, object]:
     """
     from ..checkpoints.loading import load_object
 
+    from ..checkpoints.unpickle import Placeholder
+
     state = load_object(path, trust=trust)
     args = state.get("args") if isinstance(state, dict) else None
+    if isinstance(args, Placeholder):  # an args class that was not loaded: its pickled state
+        args = args.state if isinstance(args.state, dict) else None
     if isinstance(args, dict):
         return dict(args)
     if args is not None and hasattr(args, "__dict__"):

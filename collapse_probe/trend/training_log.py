@@ -110,22 +110,31 @@ def read_training_log(path: Path | str) -> TrainingLog:
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file: pass the run's log.txt.")
     entries, skipped = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
             data = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            # Not JSON, nested too deeply to parse, or an integer beyond Python's digit limit.
             skipped += 1
             continue
-        entry = _entry(data)
+        try:
+            entry = _entry(data)
+        except (OverflowError, ValueError):  # a number beyond float range
+            entry = None
         if entry is None:
             skipped += 1
         else:
             entries.append(entry)
     if not entries:
-        raise InputError(f"{path} has no line with an `epoch` and a `train_loss`: expected the "
-                         "JSON-lines log.txt that DINO / iBOT write.")
+        unusable = f" ({skipped} lines could not be used)" if skipped else ""
+        raise InputError(f"{path} has no line with an `epoch` and a `train_loss`{unusable}: "
+                         "expected the JSON-lines log.txt that DINO / iBOT write.")
     if skipped:
         log.info("%s: skipped %d lines without epoch and losses", path, skipped)
     return TrainingLog(path=str(path), entries=tuple(entries), skipped_lines=skipped)
@@ -138,8 +147,10 @@ def _entry(data: object) -> LogEntry | None:
     if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or not math.isfinite(epoch):
         return None
     losses = {k: float(v) for k, v in data.items()
-              if k.startswith("train_") and k in ("train_loss", "train_cls", "train_patch")
+              if isinstance(k, str) and k in ("train_loss", "train_cls", "train_patch")
               and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if not all(math.isfinite(v) for v in losses.values()):
+        return None
     if not losses:
         return None
     return LogEntry(epoch=int(epoch), losses=losses)
@@ -209,10 +220,12 @@ def _message(checks: list[PlateauCheck], entries: list[LogEntry], enough: bool) 
             "in the loss: audit the checkpoints.")
 
 
-def prototypes_from_run(folder: Path | str) -> tuple[int, int | None] | None:
+def prototypes_from_run(folder: Path | str, *,
+                        problems: list[str] | None = None) -> tuple[int, int | None] | None:
     """K (``args.out_dim``) and the patch K (``args.patch_out_dim``, iBOT) from a checkpoint in
     ``folder``: ``checkpoint.pth`` first, else the other checkpoint files by name. None when no
-    readable checkpoint records them.
+    readable checkpoint records them; ``problems`` (if given) receives why each file that could
+    not be read was skipped, so a caller can say so instead of blaming ``args.out_dim``.
     """
     from .ordering import checkpoint_files, read_args
 
@@ -226,6 +239,8 @@ def prototypes_from_run(folder: Path | str) -> tuple[int, int | None] | None:
             args = read_args(path)
         except CollapseProbeError as exc:
             log.info("cannot read args of %s: %s", path, exc)
+            if problems is not None:
+                problems.append(str(exc))
             continue
         out_dim = _positive_int(args.get("out_dim"))
         if out_dim is not None:

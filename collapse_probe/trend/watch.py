@@ -1,7 +1,10 @@
 """Follow a training output folder and audit each checkpoint once it is completely written.
 
 A training script writes checkpoints in place (``torch.save`` straight to ``checkpoint.pth``),
-so a file can be seen half-written. A file is audited only when its size and modification time
+so a file can be seen half-written, or truncated and rewritten while it is read. Files are read
+into memory here, never memory-mapped (a mapped file that shrinks under the reader kills the
+process with SIGBUS), and a read during which the file's inode, size or modification time
+changed is discarded and retried. A file is audited only when its size and modification time
 are the same on two consecutive polls (and, optionally, for ``settle_s`` seconds) *and* it
 loads; otherwise it is retried on a later poll. ``checkpoint.pth`` is rewritten every epoch:
 each new version is audited once.
@@ -10,13 +13,15 @@ each new version is audited once.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import CollapseProbeError, UnsafeCheckpointError
+from ..checkpoints.loading import live_files
+from ..errors import CheckpointChangedError, CollapseProbeError, UnsafeCheckpointError
 from ..thresholds import Threshold, resolve_thresholds
 from ..types import METHODS
 from ..validation import fail
@@ -135,7 +140,12 @@ class Watcher:
         self.polls += 1
         now = self.clock()
         events = []
-        for path in checkpoint_files(self.folder, recursive=self.recursive):
+        try:
+            files = checkpoint_files(self.folder, recursive=self.recursive)
+        except (CollapseProbeError, OSError) as exc:  # the folder was removed or locked
+            log.warning("watch: cannot list %s this round: %s", self.folder, exc)
+            files = []
+        for path in files:
             event = self._visit(path, now)
             if event is not None:
                 events.append(event)
@@ -179,12 +189,27 @@ class Watcher:
                            network=self.network, tool_version=__version__)
 
     def _visit(self, path: Path, now: float) -> WatchEvent | None:
-        resolved = path.resolve()
         try:
+            resolved = path.resolve()
             stat = path.stat()
         except FileNotFoundError:  # removed between listing and stat
-            self._seen.pop(resolved, None)
+            self._seen.pop(path.absolute(), None)
             return None
+        except (OSError, RuntimeError) as exc:  # permissions, a symlink loop
+            return WatchEvent(str(path), "unreadable", f"unreadable this round ({exc})")
+        with live_files():  # a training job may truncate and rewrite it while we read
+            return self._read(path, resolved, stat, now)
+
+    def _changed(self, path: Path, resolved: Path, now: float) -> WatchEvent:
+        """The file changed during the read: its new state starts settling now."""
+        current = _signature(path)
+        if current is None:
+            self._seen.pop(resolved, None)
+        else:
+            self._seen[resolved] = (current, now)
+        return _changed_event(path)
+
+    def _read(self, path: Path, resolved: Path, stat: os.stat_result, now: float) -> WatchEvent | None:
         signature = (stat.st_size, stat.st_mtime_ns)
         if self._done.get(resolved) == signature:
             return None
@@ -203,23 +228,23 @@ class Watcher:
             self._failed[resolved] = (signature, str(exc))
             self._seen.pop(resolved, None)
             return WatchEvent(str(path), "failed", str(exc))
+        except CheckpointChangedError:
+            return self._changed(path, resolved, now)
         except CollapseProbeError as exc:
             log.info("watch: %s not readable yet: %s", path, exc)
             return WatchEvent(str(path), "unreadable", f"not readable yet, will retry ({exc})")
         try:
             entry = audit_entry(locate(path, epoch_entry=epoch), eps=tuple(t.eps for t in self.thresholds),
                                 method=self.method, network=self.network, format=self.format,
-                                key=self.key, trust=self.trust)
+                                key=self.key, trust=self.trust, retry=False)
         except CollapseProbeError as exc:
-            if _signature(path) != signature:  # rewritten while we read it
-                self._seen.pop(resolved, None)
-                return WatchEvent(str(path), "new", "changed while being read, will retry")
+            if isinstance(exc, CheckpointChangedError) or _signature(path) != signature:
+                return self._changed(path, resolved, now)  # rewritten while we read it
             self._failed[resolved] = (signature, str(exc))
             self._seen.pop(resolved, None)
             return WatchEvent(str(path), "failed", str(exc))
         if (entry.size_bytes, entry.mtime_ns) != signature or _signature(path) != signature:
-            self._seen.pop(resolved, None)
-            return WatchEvent(str(path), "new", "changed while being read, will retry")
+            return self._changed(path, resolved, now)
         self._seen.pop(resolved, None)
         self._failed.pop(resolved, None)
         self._done[resolved] = signature
@@ -230,10 +255,14 @@ class Watcher:
         return WatchEvent(str(path), "audited", _describe(entry), entry)
 
 
+def _changed_event(path: Path) -> WatchEvent:
+    return WatchEvent(str(path), "new", "changed while being read, will retry")
+
+
 def _signature(path: Path) -> _Signature | None:
     try:
         stat = path.stat()
-    except FileNotFoundError:
+    except OSError:
         return None
     return (stat.st_size, stat.st_mtime_ns)
 
