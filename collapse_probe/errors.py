@@ -56,3 +56,5 @@ class ConfigError(CollapseProbeError):
 class OutputError(CollapseProbeError):
     """An output file or folder cannot be written (no space, no permission, read-only file
     system, a path through a regular file); the previous output, if any, is left as it was."""
+
+    errno: int | None = None  #: the operating system's error number, when one caused it

@@ -72,7 +72,9 @@ _HINTS = {
 def output_error(exc: OSError, path: Path | str) -> OutputError:
     """``exc`` as one line naming ``path``, what went wrong and what to do."""
     hint = _HINTS.get(exc.errno or -1) or (exc.strerror or str(exc))
-    return OutputError(f"cannot write {path}: {hint}. Nothing was changed there.")
+    error = OutputError(f"cannot write {path}: {hint}. Nothing was changed there.")
+    error.errno = exc.errno
+    return error
 
 
 def temp_name(name: str, *, kind: str = "tmp") -> str:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 
 __all__ = ["resolve_source", "source_file"]
 
@@ -89,6 +89,12 @@ def _cache_errors(cache_dir: Path | str | None) -> Iterator[None]:
     """A cache folder that is a file or cannot be written: one line naming it, not a traceback."""
     try:
         yield
+    except OutputError as exc:
+        # The writer has turned its OSError into an OutputError; name the cache folder anyway.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise CheckpointError(
+            f"cannot use the cache folder ({cache_dir or 'the cache folder'}: {reason}): pass "
+            "--cache-dir (or set COLLAPSE_PROBE_CACHE) to a writable folder.") from None
     except OSError as exc:
         where = exc.filename or cache_dir or "the cache folder"
         raise CheckpointError(
