@@ -399,3 +399,46 @@ def test_components_union_find_matches_scipy(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setattr(labels_module, "_MAX_ROUNDS", 1)
         np.testing.assert_array_equal(components_from_edges(num, rows, cols), want)
         monkeypatch.setattr(labels_module, "_MAX_ROUNDS", 32)
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_bfloat16_bound_pass_matches_oracle(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound pass in bfloat16 (forced on, whatever the CPU) or float32: same exact labels."""
+    pytest.importorskip("torch")
+    from collapse_probe.dedup import lowp
+
+    monkeypatch.setattr(lowp, "MODE", mode)
+    calls = []
+    original = lowp.LowPrecisionRows.row_max
+    monkeypatch.setattr(lowp.LowPrecisionRows, "row_max",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    rng = np.random.default_rng(42)
+    # Healthy directions (where the bound decides), near-threshold pairs at every eps, a small
+    # collapsed part and a giant group.
+    unit = unit_rows(np.concatenate([random_directions(rng, 2600, 64), boundary_pairs(rng, 64),
+                                     zipf_with_giant_group(rng, 600, 64)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        got = group_labels(unit, thresholds, method=method, block_size=256, path="search")
+        for threshold, labels in zip(thresholds, got):
+            np.testing.assert_array_equal(labels, oracle(unit, threshold.cosine, method),
+                                          err_msg=f"{method} eps={threshold.eps}")
+    assert bool(calls) == (mode == "on")
+
+
+def test_bfloat16_row_max_is_within_its_margin() -> None:
+    """Row maxima of bfloat16 products stay within the bfloat16 margin of float64 ones."""
+    pytest.importorskip("torch")
+    from collapse_probe.dedup.decide import similarity_margin
+    from collapse_probe.dedup.lowp import LowPrecisionRows
+
+    rng = np.random.default_rng(43)
+    rows = random_directions(rng, 700, 97).astype(np.float32)
+    rows[:50] = rows[50:100] + 1e-3 * rng.standard_normal((50, 97)).astype(np.float32)
+    got = LowPrecisionRows(rows).row_max(0, 300, 300, 400)
+    exact = (rows[:300].astype(np.float64) @ rows[300:].T.astype(np.float64)).max(axis=1)
+    assert np.max(np.abs(got - exact)) <= similarity_margin(97, "bfloat16")
+    same = LowPrecisionRows(rows).row_max(0, 700, 0, 700, same=True)
+    full = rows.astype(np.float64) @ rows.T.astype(np.float64)
+    np.fill_diagonal(full, -np.inf)
+    assert np.max(np.abs(same - full.max(axis=1))) <= similarity_margin(97, "bfloat16")

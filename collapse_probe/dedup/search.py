@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import lowp
 from .decide import exact_distances, similarity_margin
 from .nodes import Nodes
 from .projection import BoundFactors, Projection
@@ -244,6 +245,9 @@ def _survivors(factors: BoundFactors, si: int, nrows: int, sj: int, ncols: int, 
 
     Tiles are the positions si:si+nrows and sj:sj+ncols of the factors' rows.
     """
+    if factors.low is not None:
+        best = factors.low.row_max(si, nrows, sj, ncols, same=same)
+        return best > threshold - factors.margin
     bound = factors.rows[si:si + nrows] @ factors.rows[sj:sj + ncols].T
     if same:
         np.fill_diagonal(bound, -np.inf)  # a row with itself is no pair
@@ -254,31 +258,40 @@ def _choose_bound(projection: Projection, reps: np.ndarray, radius: np.ndarray, 
                   norm_min: float, tile_size: int) -> BoundFactors | None:
     """Bound factors whose estimated cost on a sample tile pair is lowest, or None.
 
-    Cost of a tile pair relative to the full product: ``(dim + 1) / D`` for the bound plus the
-    fraction of rows it leaves for the full product; no bound costs 1.
+    Cost of a tile pair relative to the full float32 product: ``(dim + 1) / D`` for the bound
+    (divided by :data:`.lowp.BF16_SPEEDUP` in bfloat16) plus the fraction of rows it leaves for
+    the full product; no bound costs 1. bfloat16 is used where :func:`.lowp.worth_it` says the
+    time it saves on the bound passes exceeds what it costs to set up.
     """
     count = reps.size
     if count <= 2 * tile_size:
         return None
+    full_dim = projection.vectors.shape[1]
+    # The bound pass over all tile pairs at 96 directions, in float32, estimated as the dense
+    # path's cost model: what bfloat16 could save at most is half of it.
+    from .dense import dense_seconds
+
+    saved = dense_seconds(count, min(full_dim, 97), 0) * (1.0 - 1.0 / lowp.BF16_SPEEDUP)
+    precision = "bfloat16" if lowp.worth_it(saved) else "float32"
+    speedup = lowp.BF16_SPEEDUP if precision == "bfloat16" else 1.0
     rng = np.random.default_rng(0)
     picked = rng.choice(count, 2 * tile_size, replace=False)
     sample = reps[picked]
     reach = never + 2.0 * float(radius.max())
     threshold = norm_min - reach * reach / 2.0
-    full_dim = projection.vectors.shape[1]
     best_dim, best_cost = 0, 1.0
     for dim in _BOUND_DIMS:
         if dim * _BOUND_MAX_COST > full_dim:
             break
-        probe = projection.bound_factors(sample, dim)
+        probe = projection.bound_factors(sample, dim, precision=precision)
         alive = np.count_nonzero(_survivors(probe, 0, tile_size, tile_size, tile_size, threshold))
-        cost = (dim + 1) / full_dim + alive / tile_size
+        cost = (dim + 1) / full_dim / speedup + alive / tile_size
         if cost < best_cost:
             best_dim, best_cost = dim, cost
         if alive == 0:
             break  # more directions only cost more
     if best_dim == 0:
         return None
-    log.debug("dedup: bound on %d principal directions (estimated cost %.2f of the full product)",
-              best_dim, best_cost)
-    return projection.bound_factors(reps, best_dim)
+    log.debug("dedup: bound on %d principal directions in %s (estimated cost %.2f of the full "
+              "product)", best_dim, precision, best_cost)
+    return projection.bound_factors(reps, best_dim, precision=precision)
