@@ -442,3 +442,23 @@ def test_bfloat16_row_max_is_within_its_margin() -> None:
     full = rows.astype(np.float64) @ rows.T.astype(np.float64)
     np.fill_diagonal(full, -np.inf)
     assert np.max(np.abs(same - full.max(axis=1))) <= similarity_margin(97, "bfloat16")
+
+
+def test_faiss_and_numpy_tiles_match_oracle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The structured search with faiss range-search tiles (forced even for small tiles) and with
+    numpy tiles: labels equal the oracle's."""
+    from collapse_probe.dedup.search import FaissTiles
+
+    monkeypatch.setattr(FaissTiles, "MIN_PAIRS", 0)
+    rng = np.random.default_rng(44)
+    unit = unit_rows(np.concatenate([zipf_with_giant_group(rng, 900, 32), boundary_pairs(rng, 32),
+                                     random_directions(rng, 400, 32), chain(rng, 32, 50, 0.02)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        wants = [oracle(unit, t.cosine, method) for t in thresholds]
+        for tiles in (FaissTiles(unit), NumpyTiles(unit)):
+            for cluster in (True, False):
+                got = group_labels(unit, thresholds, method=method, tiles=tiles, block_size=128,
+                                   cluster=cluster, path="search")
+                for threshold, want, labels in zip(thresholds, wants, got):
+                    np.testing.assert_array_equal(labels, want, err_msg=f"{method} {tiles} {threshold}")

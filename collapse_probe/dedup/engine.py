@@ -31,7 +31,7 @@ from .dense import dense_labels, dense_seconds
 from .greedy import greedy_labels
 from .nodes import Nodes, grid_merge, merge_nodes, singletons
 from .projection import principal_projection
-from .search import NumpyTiles, SimilarityTiles, find_nested_pairs, find_node_pairs
+from .search import SimilarityTiles, default_tiles, find_nested_pairs, find_node_pairs
 
 __all__ = ["group_labels", "choose_path", "PATHS", "PROJECTION_DIM"]
 
@@ -64,7 +64,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
         thresholds: the thresholds, any order.
         method: ``components`` or ``greedy``.
         block_size: tile size of the candidate search; results do not depend on it.
-        tiles: similarity backend (float32 numpy by default).
+        tiles: similarity backend (float32 faiss or numpy on the host by default).
         progress: ``progress(done, total)`` after each tile row of each search.
         cluster: cover by balls first (True) or search all pairs of prototypes (False); results
             do not depend on it.
@@ -78,7 +78,7 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
         if progress is not None:
             progress(1, 1)
         return labels
-    tiles = tiles or NumpyTiles(vectors)
+    tiles = tiles or default_tiles(vectors)
     norm_range = squared_norm_range(vectors)
     order = sorted(range(len(thresholds)), key=lambda k: thresholds[k].cosine, reverse=True)
     bands = [DistanceBand.for_cosine(thresholds[k].cosine, norm_range) for k in order]
