@@ -409,8 +409,8 @@ def test_bfloat16_bound_pass_matches_oracle(mode: str, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(lowp, "MODE", mode)
     calls = []
-    original = lowp.LowPrecisionRows.row_max
-    monkeypatch.setattr(lowp.LowPrecisionRows, "row_max",
+    original = lowp.LowPrecisionRows.rows_above
+    monkeypatch.setattr(lowp.LowPrecisionRows, "rows_above",
                         lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     rng = np.random.default_rng(42)
     # Healthy directions (where the bound decides), near-threshold pairs at every eps, a small
@@ -441,7 +441,21 @@ def test_bfloat16_row_max_is_within_its_margin() -> None:
     same = LowPrecisionRows(rows).row_max(0, 700, 0, 700, same=True)
     full = rows.astype(np.float64) @ rows.T.astype(np.float64)
     np.fill_diagonal(full, -np.inf)
-    assert np.max(np.abs(same - full.max(axis=1))) <= similarity_margin(97, "bfloat16")
+    margin = similarity_margin(97, "bfloat16")
+    assert np.max(np.abs(same - full.max(axis=1))) <= margin
+    # rows_above (int16 reduction for positive cuts, bfloat16 for the others): every row whose
+    # exact maximum clears the cut by the margin is reported, none below it by the margin.
+    low = LowPrecisionRows(rows)
+    exact = full.max(axis=1)
+    for cut in (-0.5, 0.0, 0.05, 0.2, 0.4, 0.99):
+        above = low.rows_above(0, 700, 0, 700, cut, same=True)
+        assert np.all(above[exact > cut + margin]), cut
+        assert not np.any(above[exact < cut - margin]), cut
+    # Rows with many negative products: the int16 path agrees with the bfloat16 maxima.
+    mixed = (rows * np.where(np.arange(700) % 2 == 0, 1.0, -1.0)[:, None]).astype(np.float32)
+    low = LowPrecisionRows(mixed)
+    np.testing.assert_array_equal(low.rows_above(0, 300, 300, 400, 0.3),
+                                  low.row_max(0, 300, 300, 400) > 0.3)
 
 
 def test_faiss_and_numpy_tiles_match_oracle(monkeypatch: pytest.MonkeyPatch) -> None:

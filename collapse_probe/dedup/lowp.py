@@ -76,8 +76,10 @@ class LowPrecisionRows:
         self.torch = torch
         self.data = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(torch.bfloat16)
 
-    def row_max(self, si: int, nrows: int, sj: int, ncols: int, *, same: bool = False) -> np.ndarray:
-        """(nrows,) float32: max over the columns of rows si:si+nrows times rows sj:sj+ncols.
+    def rows_above(self, si: int, nrows: int, sj: int, ncols: int, cut: float, *,
+                   same: bool = False) -> np.ndarray:
+        """(nrows,) bool: whether row i of rows si:si+nrows has a product above ``cut`` with
+        some row of sj:sj+ncols.
 
         ``same``: the two tiles are one, and a row's product with itself is left out.
         """
@@ -86,4 +88,23 @@ class LowPrecisionRows:
         product = left @ right.T
         if same:
             product.fill_diagonal_(-float("inf"))
+        if cut <= 0.0:
+            return product.amax(dim=1).float().numpy() > cut
+        # For positive values the bfloat16 bit patterns, read as int16, order like the values,
+        # and every negative value (sign bit set) reads as a negative int16: so the int16 row
+        # maximum is the largest value whenever it is positive, and below any positive cut
+        # otherwise. numpy's int16 reduction is 5x faster than torch's bfloat16 one here.
+        top = product.view(torch_int16(self.torch)).numpy().max(axis=1)
+        values = (top.astype(np.int32) << 16).view(np.float32)
+        return values > cut
+
+    def row_max(self, si: int, nrows: int, sj: int, ncols: int, *, same: bool = False) -> np.ndarray:
+        """(nrows,) float32: max over the columns of rows si:si+nrows times rows sj:sj+ncols."""
+        product = self.data[si:si + nrows] @ self.data[sj:sj + ncols].T
+        if same:
+            product.fill_diagonal_(-float("inf"))
         return product.amax(dim=1).float().numpy()
+
+
+def torch_int16(torch):  # noqa: ANN001, ANN201 - torch is imported lazily
+    return torch.int16

@@ -293,8 +293,7 @@ def _survivors(factors: BoundFactors, si: int, nrows: int, sj: int, ncols: int, 
     Tiles are the positions si:si+nrows and sj:sj+ncols of the factors' rows.
     """
     if factors.low is not None:
-        best = factors.low.row_max(si, nrows, sj, ncols, same=same)
-        return best > threshold - factors.margin
+        return factors.low.rows_above(si, nrows, sj, ncols, threshold - factors.margin, same=same)
     bound = factors.rows[si:si + nrows] @ factors.rows[sj:sj + ncols].T
     if same:
         np.fill_diagonal(bound, -np.inf)  # a row with itself is no pair
