@@ -45,9 +45,9 @@ _MERGE_BLOCK = 1024
 #: candidate search; ``auto``: whichever :func:`choose_path` estimates cheaper.
 PATHS: tuple[str, ...] = ("auto", "dense", "search")
 #: Estimated dense seconds up to which the dense path is taken. Measured with
-#: ``bench_dedup.py --crossover`` (2 cores, benchmarks/README.md): the search costs 0.07-0.6 s on
-#: healthy heads of 256-2048 prototypes whatever D, where the dense path costs 1-60 ms; on
-#: collapsed heads the search wins from about 2048 on (0.03 s against 0.07 s at 2048 x 256). At an
+#: ``bench_dedup.py --crossover`` (2 cores, benchmarks/README.md): the search costs 0.09-0.77 s on
+#: healthy heads of 256-2048 prototypes whatever D, where the dense path costs 1-90 ms; on
+#: collapsed heads the search wins from about 1024-2048 on, by at most 0.05 s there. At an
 #: estimate of 0.05 s (K about 2048 at D = 256, 2900 at D = 64) the dense path's worst case
 #: (a collapsed head, many pairs) still costs less than the search's worst case (a healthy one).
 _SEARCH_FLOOR_SECONDS = 0.05
