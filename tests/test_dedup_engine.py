@@ -370,6 +370,8 @@ def test_auto_path_picks_dense_for_small_heads_only() -> None:
     assert choose_path((8192, 256), 6) == "search"
     assert choose_path((65536, 256), 1) == "search"
     assert choose_path((1024, 64), 6, "search") == "search"
+    with pytest.raises(InputError, match="path"):
+        choose_path((1024, 64), 6, "fast")
 
 
 def test_components_union_find_matches_scipy(monkeypatch: pytest.MonkeyPatch) -> None:

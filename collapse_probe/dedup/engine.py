@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..thresholds import Threshold
+from ..validation import fail
 from .components import component_labels
 from .decide import DistanceBand, squared_norm_range
 from .dense import dense_labels, dense_seconds
@@ -144,6 +145,8 @@ def choose_path(shape: tuple[int, int], num_thresholds: int, path: str = "auto")
     fixed overhead whatever the head, and often far less than K^2 D above it (collapsed heads,
     small eps), so the dense path is taken only where it costs less than that overhead.
     """
+    if path not in PATHS:
+        raise fail("path", expected=" or ".join(repr(p) for p in PATHS), got=repr(path))
     if path != "auto":
         return path
     num, dim = shape

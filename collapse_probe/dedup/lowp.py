@@ -4,8 +4,9 @@ The bound pass of the search (:mod:`.projection`) only needs an *upper bound* on
 product of rows rounded to bfloat16 (8-bit significand), accumulated in float32 and rounded
 once more to bfloat16, errs by at most ``3u + dim 2^-24`` (u = 2^-8) on rows of norm <= 1,
 which :func:`.decide.similarity_margin` for ``bfloat16`` (``4u + 2 dim 2^-24``) covers. On CPUs
-with AVX-512 BF16 or AMX, oneDNN runs such products 2-3x faster than float32 BLAS (measured in
-benchmarks/README.md), and the bound's threshold sits far from typical cosines on healthy heads,
+with AVX-512 BF16 or AMX, oneDNN runs such products faster than float32 BLAS (1.1-1.7x per
+tile on the 2-core benchmark machine, 1.8x for a whole healthy sweep: benchmarks/README.md),
+and the bound's threshold sits far from typical cosines on healthy heads,
 so the wider margin costs nothing there. Candidates are still decided in float64.
 """
 
@@ -26,8 +27,9 @@ MODE = "auto"
 _FAST_FLAGS = ("avx512_bf16", "amx_bf16")
 #: Seconds an import of torch costs when nothing imported it yet (1.0-1.2 s on 2 cores).
 TORCH_IMPORT_SECONDS = 1.2
-#: bfloat16 over float32 speed of a bound tile product (1024 x 1024 x 97: 1.3 ms against 2.9 ms
-#: on one core of the benchmark machine, the product and its row maxima).
+#: bfloat16 over float32 speed of a bound tile product (1024 x 1024 x 97 on one core of the
+#: benchmark machine, the product and its row maxima: 1.3 ms against 2.9 ms idle; the engine's
+#: healthy sweep ran 1.8x faster in CPU time). Only the choice of path depends on it.
 BF16_SPEEDUP = 2.0
 
 
