@@ -92,8 +92,12 @@ def group_labels(vectors: np.ndarray, thresholds: tuple[Threshold, ...], *, meth
         if cluster:
             limit = band.sure if method == "components" else band.sure / 2.0
             # Two shifted grids: a group cut by a cell border in one is whole in the other.
+            # When the first merges nothing (a healthy head) the second would hardly do better.
             for seed in (0, 1):
-                nodes = grid_merge(vectors, projection.coords, nodes, limit, seed=seed)
+                merged = grid_merge(vectors, projection.coords, nodes, limit, seed=seed)
+                if merged is nodes:
+                    break
+                nodes = merged
             nodes = merge_nodes(vectors, projection.coords, nodes, limit, block_size=_MERGE_BLOCK)
         covers.append(nodes)
     runs = _runs(covers)
