@@ -7,6 +7,8 @@ Each (case, contender) runs in its own child process, so peak memory (VmHWM, res
     python benchmarks/bench_dedup.py --cases a-collapsed b-healthy
     python benchmarks/bench_dedup.py --input head.npy      # a real head (K, D)
     python benchmarks/bench_dedup.py --cases b-healthy --eps 0.025 --only engine
+    python benchmarks/bench_dedup.py --crossover           # dense vs search path by K and D
+    python benchmarks/bench_dedup.py --kernels             # candidate-pass kernels side by side
 """
 
 from __future__ import annotations
@@ -164,6 +166,79 @@ def run_child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def crossover(args: argparse.Namespace) -> None:
+    """Time the engine's dense and search paths on small heads (in process, best of repeats).
+
+    Prints each path's seconds next to the dense cost model's estimate and which path ``auto``
+    picks, on healthy and collapsed heads: the data behind ``dedup.dense`` and ``engine`` constants.
+    """
+    sys.path.insert(0, str(ROOT))
+    from collapse_probe.dedup.dense import dense_seconds
+    from collapse_probe.dedup.engine import choose_path, group_labels
+    from collapse_probe.thresholds import resolve_thresholds
+
+    thresholds = resolve_thresholds(tuple(args.eps))
+    print(f"{'head':9} {'K':>6} {'D':>4} {'dense s':>9} {'model s':>9} {'search s':>9} "
+          f"{'search/dense':>12} {'auto':>7}")
+    for dim in (64, 256):
+        for num in (256, 512, 1024, 2048, 4096, 8192):
+            for kind in ("healthy", "collapsed"):
+                case = {"num": num, "kind": kind, "groups": max(2, num // 64), "largest": num // 4}
+                x = make_head(case, dim, args.seed)
+                times = {}
+                for path in ("dense", "search"):
+                    best = float("inf")
+                    for _ in range(args.repeats):
+                        start = time.perf_counter()
+                        group_labels(x, thresholds, method="components", path=path)
+                        best = min(best, time.perf_counter() - start)
+                    times[path] = best
+                auto = choose_path(x.shape, len(thresholds))
+                print(f"{kind:9} {num:>6} {dim:>4} {times['dense']:>9.4f} "
+                      f"{dense_seconds(num, dim, len(thresholds)):>9.4f} {times['search']:>9.4f} "
+                      f"{times['search'] / times['dense']:>12.2f} {auto:>7}", flush=True)
+
+
+def kernels(args: argparse.Namespace) -> None:
+    """Time the kernels a candidate pass can use, per million pairs, on a healthy head.
+
+    Rows: one block of 2048 representatives against 16384 others (D = 256), in one process:
+    numpy float32 product + row max (the engine's float32 tiles), the same on 97 bound
+    directions, torch bfloat16 (the engine's bound pass where the CPU has bf16), faiss
+    ``IndexFlatIP.search`` k = 2 (a fused product + top-k) and ``range_search`` at eps 0.025.
+    """
+    import faiss
+    import torch
+
+    x = make_head({"num": 2048 + 16384, "kind": "healthy"}, args.dim, args.seed)
+    rows, cols = x[:2048], x[2048:]
+    low_r, low_c = rows[:, :97].copy(), cols[:, :97].copy()
+    index = faiss.IndexFlatIP(args.dim)
+    index.add(cols)
+    t_rows, t_cols = torch.from_numpy(rows).bfloat16(), torch.from_numpy(cols).bfloat16()
+    b_rows, b_cols = torch.from_numpy(low_r).bfloat16(), torch.from_numpy(low_c).bfloat16()
+    cut = 1.0 - 0.025 ** 2 / 2.0
+    contenders = {
+        "numpy float32, D dims": lambda: (rows @ cols.T).max(axis=1),
+        "numpy float32, 97 dims": lambda: (low_r @ low_c.T).max(axis=1),
+        "torch bfloat16, D dims": lambda: (t_rows @ t_cols.T).amax(dim=1),
+        "torch bfloat16, 97 dims": lambda: (b_rows @ b_cols.T).amax(dim=1),
+        "faiss search k=2, D dims": lambda: index.search(rows, 2),
+        "faiss range_search, D dims": lambda: index.range_search(rows, cut),
+    }
+    pairs = rows.shape[0] * cols.shape[0] / 1e6
+    print(f"torch threads {torch.get_num_threads()}, faiss threads {faiss.omp_get_max_threads()}")
+    print(f"{'kernel':28} {'ms per 1M pairs':>16}")
+    for name, run in contenders.items():
+        run()
+        best = float("inf")
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+        print(f"{name:28} {best * 1e3 / pairs:>16.3f}", flush=True)
+
+
 # ------------------------------------------------------------------ parent side
 def machine() -> str:
     model = "unknown CPU"
@@ -199,12 +274,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--block-size", type=int, default=2048)
     parser.add_argument("--baseline-max-k", type=int, default=BASELINE_MAX_K)
+    parser.add_argument("--crossover", action="store_true",
+                        help="time the dense and search paths on small heads instead")
+    parser.add_argument("--kernels", action="store_true",
+                        help="time the candidate-pass kernels (numpy, torch bf16, faiss) instead")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per cell of --crossover")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         run_child(args)
+        return
+    if args.crossover or args.kernels:
+        print(f"machine: {machine()}")
+        (crossover if args.crossover else kernels)(args)
         return
     print(f"machine: {machine()}")
     print(f"sweep eps: {', '.join(f'{e:g}' for e in args.eps)} (components); baselines at eps {BASELINE_EPS:g}")

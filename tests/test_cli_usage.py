@@ -182,3 +182,63 @@ def test_bundled_example_by_name_uses_its_center_proxy():
     data = json.loads(result.stdout)
     assert data["checkpoint"].endswith("dino_digits.pth")
     assert data["source"] == "center-proxy" and data["num_prototypes"] == 1024
+
+
+def test_torchrun_two_processes_equal_one_process(ckpt, tmp_path):
+    # Each rank scores its shard (gloo on the CPU), the counts are all-reduced, rank 0 alone
+    # prints and writes: the report equals the single-process one exactly.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path, _, _, _ = ckpt
+    features = np.random.default_rng(5).normal(size=(301, 16)).astype(np.float32)  # odd N
+    file = write_array(tmp_path / "backbone.npy", features)
+    single = runner.invoke(app, ["usage", str(path), "--features", str(file), "--json",
+                                 str(tmp_path / "one.json")])
+    assert single.exit_code == 0, single.output
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "collapse_probe", "usage", str(path), "--features", str(file),
+               "--json", str(tmp_path / "two.json"), "--quiet"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("data usage:") == 1  # rank 0 only
+    one = json.loads((tmp_path / "one.json").read_text())
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two == one
+    assert sum(two["counts"]) == 301
+
+
+def test_shards_cover_every_sample_once():
+    from collapse_probe.usage.shards import Shard
+
+    for num in (0, 1, 2, 7, 301):
+        for world in (1, 2, 3, 8):
+            bounds = [Shard(rank, world).bounds(num) for rank in range(world)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == num
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+
+
+def test_each_rank_scores_only_its_shard(monkeypatch):
+    # In process: rank r of 2 scores samples r N / 2 .. (r + 1) N / 2, and the sum over ranks
+    # (what the all-reduce computes) equals one process's counts.
+    from collapse_probe.usage import data as data_module
+    from collapse_probe.usage import data_usage
+    from collapse_probe.usage.shards import Shard
+
+    rng = np.random.default_rng(6)
+    protos = rng.normal(size=(40, 8)).astype(np.float32)
+    samples = rng.normal(size=(101, 8)).astype(np.float32)
+    whole = np.asarray(data_usage(protos, samples).to_dict()["counts"])
+    local = []
+    for rank in (0, 1):
+        monkeypatch.setattr(data_module, "shard_from_env", lambda device, r=rank: Shard(r, 2))
+        monkeypatch.setattr(data_module, "all_reduce_counts",
+                            lambda counts, shard: local.append(counts.copy()) or counts)
+        data_usage(protos, samples)
+    assert [int(c.sum()) for c in local] == [50, 51]
+    np.testing.assert_array_equal(local[0] + local[1], whole)

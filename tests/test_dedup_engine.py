@@ -88,12 +88,15 @@ def chain(rng: np.random.Generator, dim: int, length: int, step: float) -> np.nd
 
 
 def check_all(unit: np.ndarray, eps_values=EPS, **options) -> None:
+    """Both paths (dense products and the structured search), both methods, against the oracle."""
     thresholds = resolve_thresholds(eps_values)
     for method in ("components", "greedy"):
-        got = group_labels(unit, thresholds, method=method, **options)
-        for threshold, labels in zip(thresholds, got):
-            want = oracle(unit, threshold.cosine, method)
-            np.testing.assert_array_equal(labels, want, err_msg=f"{method} eps={threshold.eps}")
+        wants = [oracle(unit, threshold.cosine, method) for threshold in thresholds]
+        for path in ("dense", "search"):
+            got = group_labels(unit, thresholds, method=method, path=path, **options)
+            for threshold, want, labels in zip(thresholds, wants, got):
+                np.testing.assert_array_equal(labels, want,
+                                              err_msg=f"{method} {path} eps={threshold.eps}")
 
 
 # ---------------------------------------------------------------- exactness
@@ -174,8 +177,9 @@ def test_block_size_and_clustering_do_not_change_labels(block_size: int, slab_ti
     unit = unit_rows(np.concatenate([collapsed(rng, 1000, 16, groups=25), boundary_pairs(rng, 16)]))
     thresholds = resolve_thresholds(EPS)
     for method in ("components", "greedy"):
-        reference = group_labels(unit, thresholds, method=method, cluster=False, block_size=512)
-        got = group_labels(unit, thresholds, method=method, block_size=block_size)
+        reference = group_labels(unit, thresholds, method=method, cluster=False, block_size=512,
+                                 path="search")
+        got = group_labels(unit, thresholds, method=method, block_size=block_size, path="search")
         for threshold, want, labels in zip(thresholds, reference, got):
             np.testing.assert_array_equal(labels, want, err_msg=f"{method} eps={threshold.eps}")
         np.testing.assert_array_equal(reference[2], oracle(unit, thresholds[2].cosine, method))
@@ -240,11 +244,11 @@ def test_torch_path_on_cpu_matches_numpy() -> None:
     thresholds = resolve_thresholds(EPS)
     for method in ("components", "greedy"):
         numpy_labels = group_labels(unit, thresholds, method=method, tiles=NumpyTiles(unit),
-                                    block_size=512)
+                                    block_size=512, path="search")
         for precision, cluster in (("bfloat16", True), ("bfloat16", False), ("float32", True)):
             tiles = TorchTiles(unit, device="cpu", precision=precision)
             torch_labels = group_labels(unit, thresholds, method=method, tiles=tiles,
-                                        block_size=512, cluster=cluster)
+                                        block_size=512, cluster=cluster, path="search")
             for want, got in zip(numpy_labels, torch_labels):
                 np.testing.assert_array_equal(got, want)
 
@@ -280,11 +284,13 @@ def test_auto_device_matches_cpu() -> None:
 def test_progress_reports_reach_total() -> None:
     rng = np.random.default_rng(24)
     unit = unit_rows(random_directions(rng, 700, 16))
-    calls: list[tuple[int, int]] = []
-    sweep(unit, eps=EPS, block_size=64, progress=lambda done, total: calls.append((done, total)))
-    assert calls[0][0] == 0
-    assert calls[-1][0] == calls[-1][1] > 0
-    assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
+    for path in ("dense", "search"):
+        calls: list[tuple[int, int]] = []
+        group_labels(unit, resolve_thresholds(EPS), method="components", block_size=64, path=path,
+                     progress=lambda done, total: calls.append((done, total)))
+        assert calls[0][0] == 0
+        assert calls[-1][0] == calls[-1][1] > 0
+        assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
 
 
 @pytest.mark.parametrize("options, word", [
@@ -326,6 +332,149 @@ def test_principal_basis_path_matches_oracle(monkeypatch: pytest.MonkeyPatch) ->
     assert unit.shape[0] > 4096
     thresholds = resolve_thresholds((0.025, 0.3))
     for method in ("components", "greedy"):
-        got = group_labels(unit, thresholds, method=method, block_size=256)
+        got = group_labels(unit, thresholds, method=method, block_size=256, path="search")
         for threshold, labels in zip(thresholds, got):
             np.testing.assert_array_equal(labels, oracle(unit, threshold.cosine, method))
+
+
+# ---------------------------------------------------------------- dense path and its choice
+def zipf_with_giant_group(rng: np.random.Generator, num: int, dim: int) -> np.ndarray:
+    """One group holding half the prototypes, Zipf-like others, spreads around every eps."""
+    sizes = np.maximum(1, (num / 2 / np.arange(1, 60) ** 1.1).astype(int))
+    sizes[0] = num // 2
+    owner = np.repeat(np.arange(sizes.size), sizes)[:num]
+    owner = np.concatenate([owner, rng.integers(0, sizes.size, num - owner.size)])
+    rng.shuffle(owner)
+    centres = random_directions(rng, sizes.size, dim)
+    spread = rng.choice([0.0, 1e-3, 0.012, 0.03, 0.2], size=sizes.size)
+    spread[0] = 0.004
+    step = rng.standard_normal((num, dim)) / np.sqrt(dim)
+    return centres[owner] + spread[owner, None] * step
+
+
+def test_dense_path_zipf_giant_group_healthy_and_near_threshold() -> None:
+    rng = np.random.default_rng(40)
+    check_all(unit_rows(zipf_with_giant_group(rng, 1500, 48)))
+    check_all(unit_rows(random_directions(rng, 1200, 8)))  # low D: many pairs at eps 0.5
+    # Pairs 1e-7 in cosine either side of each threshold: inside the float32 margin, so the
+    # float64 decision settles them.
+    check_all(unit_rows(np.concatenate([boundary_pairs(rng, 64, margin=1e-7),
+                                        random_directions(rng, 300, 64)])))
+
+
+def test_auto_path_picks_dense_for_small_heads_only() -> None:
+    from collapse_probe.dedup.engine import choose_path
+
+    assert choose_path((1024, 64), 6) == "dense"
+    assert choose_path((2048, 256), 6) == "dense"
+    assert choose_path((8192, 256), 6) == "search"
+    assert choose_path((65536, 256), 1) == "search"
+    assert choose_path((1024, 64), 6, "search") == "search"
+    with pytest.raises(InputError, match="path"):
+        choose_path((1024, 64), 6, "fast")
+
+
+def test_components_union_find_matches_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy.sparse import coo_matrix
+
+    from collapse_probe.dedup import labels as labels_module
+    from collapse_probe.dedup.labels import components_from_edges
+
+    rng = np.random.default_rng(41)
+    num = 3000
+    perm = rng.permutation(num)
+    graphs = [
+        (perm[:-1], perm[1:]),                                   # one long chain, shuffled ids
+        tuple(rng.integers(0, num, (2, 2500))),                  # random sparse graph
+        (np.zeros(num - 1, dtype=int), np.arange(1, num)),       # a star
+        (np.empty(0, dtype=int), np.empty(0, dtype=int)),        # no edges
+    ]
+    for rows, cols in graphs:
+        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(num, num))
+        _, want = connected_components(graph, directed=False)
+        want = canonical_labels(want)
+        np.testing.assert_array_equal(components_from_edges(num, rows, cols), want)
+        # Starting from a partition of known-connected groups gives the same components.
+        start = components_from_edges(num, rows[: len(rows) // 3], cols[: len(cols) // 3])
+        np.testing.assert_array_equal(components_from_edges(num, rows, cols, start=start), want)
+        # Too many rounds: scipy finishes the job, same answer.
+        monkeypatch.setattr(labels_module, "_MAX_ROUNDS", 1)
+        np.testing.assert_array_equal(components_from_edges(num, rows, cols), want)
+        monkeypatch.setattr(labels_module, "_MAX_ROUNDS", 32)
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_bfloat16_bound_pass_matches_oracle(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound pass in bfloat16 (forced on, whatever the CPU) or float32: same exact labels."""
+    pytest.importorskip("torch")
+    from collapse_probe.dedup import lowp
+
+    monkeypatch.setattr(lowp, "MODE", mode)
+    calls = []
+    original = lowp.LowPrecisionRows.rows_above
+    monkeypatch.setattr(lowp.LowPrecisionRows, "rows_above",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    rng = np.random.default_rng(42)
+    # Healthy directions (where the bound decides), near-threshold pairs at every eps, a small
+    # collapsed part and a giant group.
+    unit = unit_rows(np.concatenate([random_directions(rng, 2600, 64), boundary_pairs(rng, 64),
+                                     zipf_with_giant_group(rng, 600, 64)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        got = group_labels(unit, thresholds, method=method, block_size=256, path="search")
+        for threshold, labels in zip(thresholds, got):
+            np.testing.assert_array_equal(labels, oracle(unit, threshold.cosine, method),
+                                          err_msg=f"{method} eps={threshold.eps}")
+    assert bool(calls) == (mode == "on")
+
+
+def test_bfloat16_row_max_is_within_its_margin() -> None:
+    """Row maxima of bfloat16 products stay within the bfloat16 margin of float64 ones."""
+    pytest.importorskip("torch")
+    from collapse_probe.dedup.decide import similarity_margin
+    from collapse_probe.dedup.lowp import LowPrecisionRows
+
+    rng = np.random.default_rng(43)
+    rows = random_directions(rng, 700, 97).astype(np.float32)
+    rows[:50] = rows[50:100] + 1e-3 * rng.standard_normal((50, 97)).astype(np.float32)
+    got = LowPrecisionRows(rows).row_max(0, 300, 300, 400)
+    exact = (rows[:300].astype(np.float64) @ rows[300:].T.astype(np.float64)).max(axis=1)
+    assert np.max(np.abs(got - exact)) <= similarity_margin(97, "bfloat16")
+    same = LowPrecisionRows(rows).row_max(0, 700, 0, 700, same=True)
+    full = rows.astype(np.float64) @ rows.T.astype(np.float64)
+    np.fill_diagonal(full, -np.inf)
+    margin = similarity_margin(97, "bfloat16")
+    assert np.max(np.abs(same - full.max(axis=1))) <= margin
+    # rows_above (int16 reduction for positive cuts, bfloat16 for the others): every row whose
+    # exact maximum clears the cut by the margin is reported, none below it by the margin.
+    low = LowPrecisionRows(rows)
+    exact = full.max(axis=1)
+    for cut in (-0.5, 0.0, 0.05, 0.2, 0.4, 0.99):
+        above = low.rows_above(0, 700, 0, 700, cut, same=True)
+        assert np.all(above[exact > cut + margin]), cut
+        assert not np.any(above[exact < cut - margin]), cut
+    # Rows with many negative products: the int16 path agrees with the bfloat16 maxima.
+    mixed = (rows * np.where(np.arange(700) % 2 == 0, 1.0, -1.0)[:, None]).astype(np.float32)
+    low = LowPrecisionRows(mixed)
+    np.testing.assert_array_equal(low.rows_above(0, 300, 300, 400, 0.3),
+                                  low.row_max(0, 300, 300, 400) > 0.3)
+
+
+def test_faiss_and_numpy_tiles_match_oracle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The structured search with faiss range-search tiles (forced even for small tiles) and with
+    numpy tiles: labels equal the oracle's."""
+    from collapse_probe.dedup.search import FaissTiles
+
+    monkeypatch.setattr(FaissTiles, "MIN_PAIRS", 0)
+    rng = np.random.default_rng(44)
+    unit = unit_rows(np.concatenate([zipf_with_giant_group(rng, 900, 32), boundary_pairs(rng, 32),
+                                     random_directions(rng, 400, 32), chain(rng, 32, 50, 0.02)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        wants = [oracle(unit, t.cosine, method) for t in thresholds]
+        for tiles in (FaissTiles(unit), NumpyTiles(unit)):
+            for cluster in (True, False):
+                got = group_labels(unit, thresholds, method=method, tiles=tiles, block_size=128,
+                                   cluster=cluster, path="search")
+                for threshold, want, labels in zip(thresholds, wants, got):
+                    np.testing.assert_array_equal(labels, want, err_msg=f"{method} {tiles} {threshold}")

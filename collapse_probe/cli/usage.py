@@ -105,16 +105,19 @@ def usage_command(
 
     def body() -> None:
         import json
+        import os
 
         from ..sources import resolve_source
         from ..usage import usage_from_checkpoint
 
         refuse_overwriting_sources({"--json": json_out}, [checkpoint],
                                    inputs=[("--features", features)])
+        # Under torchrun every rank scores its shard; only rank 0 talks and writes.
+        rank0 = int(os.environ.get("RANK", "0")) == 0
         path = resolve_source(checkpoint)
         err = stderr_console()
         bar = None
-        if features is not None and not quiet and err.is_terminal:
+        if features is not None and not quiet and rank0 and err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             bar = Progress("assigning samples", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -134,6 +137,8 @@ def usage_command(
         finally:
             if bar is not None:
                 bar.stop()
+        if not rank0:
+            return
         console = err if json_out == "-" else stdout_console()
         for renderable in render_usage(report, checkpoint=path.name if path == Path(checkpoint) else checkpoint):
             console.print(renderable)

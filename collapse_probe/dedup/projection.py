@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decide import similarity_margin
+from .lowp import LowPrecisionRows
 
 __all__ = ["Projection", "BoundFactors", "principal_projection"]
 
@@ -34,11 +35,13 @@ MAX_BOUND_DIM = 128
 class BoundFactors:
     """Rows ``[V^T a, |r_a|]`` (float32) whose products bound the cosines from above.
 
-    ``bound(a, b) = rows_a . rows_b >= cos(a, b) - margin`` for every pair.
+    ``bound(a, b) = rows_a . rows_b >= cos(a, b) - margin`` for every pair; with ``low`` (the
+    rows in bfloat16, :mod:`.lowp`) the products are taken there and the margin covers it.
     """
 
     rows: np.ndarray
     margin: float
+    low: LowPrecisionRows | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +62,12 @@ class Projection:
     norm_max: float
     margin: float
 
-    def bound_factors(self, rows: np.ndarray, dim: int, *, chunk: int = 8192) -> BoundFactors:
-        """:class:`BoundFactors` of ``vectors[rows]`` with the first ``dim`` directions."""
+    def bound_factors(self, rows: np.ndarray, dim: int, *, chunk: int = 8192,
+                      precision: str = "float32") -> BoundFactors:
+        """:class:`BoundFactors` of ``vectors[rows]`` with the first ``dim`` directions.
+
+        ``precision``: ``float32`` (numpy products) or ``bfloat16`` (:mod:`.lowp`).
+        """
         dim = max(1, min(dim, self.basis.shape[1]))
         basis = self.basis[:, :dim]
         out = np.empty((rows.size, dim + 1), dtype=np.float32)
@@ -71,6 +78,9 @@ class Projection:
             out[start:start + chunk, :dim] = proj
             # Round the residual up, so float32 storage never shrinks the bound.
             out[start:start + chunk, dim] = np.nextafter(residual.astype(np.float32), np.float32(np.inf))
+        if precision == "bfloat16":
+            return BoundFactors(rows=out, margin=similarity_margin(dim + 1, "bfloat16") + 1e-5,
+                                low=LowPrecisionRows(out))
         return BoundFactors(rows=out, margin=similarity_margin(dim + 1) + 1e-5)
 
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import lowp
 from .decide import exact_distances, similarity_margin
 from .nodes import Nodes
 from .projection import BoundFactors, Projection
 
-__all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "find_node_pairs", "find_nested_pairs"]
+__all__ = ["NodePairs", "SimilarityTiles", "NumpyTiles", "FaissTiles", "default_tiles",
+           "find_node_pairs", "find_nested_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,53 @@ class NumpyTiles(SimilarityTiles):
             return hit, hit
         i, j = np.nonzero(sims[hit] > cut)
         return hit[i], j
+
+
+class FaissTiles(SimilarityTiles):
+    """float32 faiss ``IndexFlatIP.range_search``: product and selection fused, cache-blocked.
+
+    faiss accumulates inner products in float32 (BLAS or SIMD), so the float32 margin covers it.
+    Where faiss-gpu is installed the GPU path is :class:`.torch_backend.TorchTiles`; this one is
+    for the host. Small tiles go to numpy (an index costs more to build than they cost).
+    """
+
+    #: Below this many pairs a tile is scored by numpy.
+    MIN_PAIRS = 1 << 18
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        import faiss
+
+        self.faiss = faiss
+        self.vectors = vectors
+        self.margin = similarity_margin(vectors.shape[1])
+        self.small = NumpyTiles(vectors)
+
+    def pairs(self, rows: np.ndarray, cols: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        if rows.size * cols.size < self.MIN_PAIRS:
+            return self.small.pairs(rows, cols, threshold)
+        index = self.faiss.IndexFlatIP(self.vectors.shape[1])
+        index.add(np.ascontiguousarray(self.vectors[cols]))
+        lims, _, found = index.range_search(np.ascontiguousarray(self.vectors[rows]),
+                                            float(threshold - self.margin))
+        i = np.repeat(np.arange(rows.size), np.diff(lims).astype(np.int64))
+        return i, found.astype(np.int64)
+
+
+#: The host's float32 tile kernel: ``numpy`` (BLAS product, then select) or ``faiss`` (fused
+#: range search). On the benchmark machine (``bench_dedup.py --kernels``, faiss-cpu loading its
+#: generic build, no AVX-512 one) they tie on one thread (8.9 against 9.7 ms per million pairs)
+#: and numpy wins on two (11.7 against 12.9), so numpy is the default.
+HOST_KERNEL = "numpy"
+
+
+def default_tiles(vectors: np.ndarray) -> SimilarityTiles:
+    """The host's float32 tiles: :data:`HOST_KERNEL`, numpy when faiss is not installed."""
+    if HOST_KERNEL == "faiss":
+        try:
+            return FaissTiles(vectors)
+        except ImportError:
+            pass
+    return NumpyTiles(vectors)
 
 
 def find_node_pairs(vectors: np.ndarray, nodes: Nodes, never: float, norm_min: float, *,
@@ -244,6 +293,8 @@ def _survivors(factors: BoundFactors, si: int, nrows: int, sj: int, ncols: int, 
 
     Tiles are the positions si:si+nrows and sj:sj+ncols of the factors' rows.
     """
+    if factors.low is not None:
+        return factors.low.rows_above(si, nrows, sj, ncols, threshold - factors.margin, same=same)
     bound = factors.rows[si:si + nrows] @ factors.rows[sj:sj + ncols].T
     if same:
         np.fill_diagonal(bound, -np.inf)  # a row with itself is no pair
@@ -254,31 +305,40 @@ def _choose_bound(projection: Projection, reps: np.ndarray, radius: np.ndarray, 
                   norm_min: float, tile_size: int) -> BoundFactors | None:
     """Bound factors whose estimated cost on a sample tile pair is lowest, or None.
 
-    Cost of a tile pair relative to the full product: ``(dim + 1) / D`` for the bound plus the
-    fraction of rows it leaves for the full product; no bound costs 1.
+    Cost of a tile pair relative to the full float32 product: ``(dim + 1) / D`` for the bound
+    (divided by :data:`.lowp.BF16_SPEEDUP` in bfloat16) plus the fraction of rows it leaves for
+    the full product; no bound costs 1. bfloat16 is used where :func:`.lowp.worth_it` says the
+    time it saves on the bound passes exceeds what it costs to set up.
     """
     count = reps.size
     if count <= 2 * tile_size:
         return None
+    full_dim = projection.vectors.shape[1]
+    # The bound pass over all tile pairs at 96 directions, in float32, estimated as the dense
+    # path's cost model: what bfloat16 could save at most is half of it.
+    from .dense import dense_seconds
+
+    saved = dense_seconds(count, min(full_dim, 97), 0) * (1.0 - 1.0 / lowp.BF16_SPEEDUP)
+    precision = "bfloat16" if lowp.worth_it(saved) else "float32"
+    speedup = lowp.BF16_SPEEDUP if precision == "bfloat16" else 1.0
     rng = np.random.default_rng(0)
     picked = rng.choice(count, 2 * tile_size, replace=False)
     sample = reps[picked]
     reach = never + 2.0 * float(radius.max())
     threshold = norm_min - reach * reach / 2.0
-    full_dim = projection.vectors.shape[1]
     best_dim, best_cost = 0, 1.0
     for dim in _BOUND_DIMS:
         if dim * _BOUND_MAX_COST > full_dim:
             break
-        probe = projection.bound_factors(sample, dim)
+        probe = projection.bound_factors(sample, dim, precision=precision)
         alive = np.count_nonzero(_survivors(probe, 0, tile_size, tile_size, tile_size, threshold))
-        cost = (dim + 1) / full_dim + alive / tile_size
+        cost = (dim + 1) / full_dim / speedup + alive / tile_size
         if cost < best_cost:
             best_dim, best_cost = dim, cost
         if alive == 0:
             break  # more directions only cost more
     if best_dim == 0:
         return None
-    log.debug("dedup: bound on %d principal directions (estimated cost %.2f of the full product)",
-              best_dim, best_cost)
-    return projection.bound_factors(reps, best_dim)
+    log.debug("dedup: bound on %d principal directions in %s (estimated cost %.2f of the full "
+              "product)", best_dim, precision, best_cost)
+    return projection.bound_factors(reps, best_dim, precision=precision)

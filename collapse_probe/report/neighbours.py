@@ -101,11 +101,13 @@ def nearest_neighbour_similarity(
 
 def _cosine_sf(x: np.ndarray, dim: int) -> np.ndarray:
     """P(cos > x) for two independent uniform unit vectors in ``dim`` >= 2 dimensions."""
-    from scipy.stats import beta
+    # scipy.special, not scipy.stats: the same function at a fraction of the import time.
+    from scipy.special import betainc
 
     half = (dim - 1) / 2.0
-    # (1 + cos) / 2 ~ Beta((D-1)/2, (D-1)/2)
-    return beta.sf((np.asarray(x, dtype=np.float64) + 1.0) / 2.0, half, half)
+    # (1 + cos) / 2 ~ Beta((D-1)/2, (D-1)/2); by symmetry its sf at u is the cdf at 1 - u.
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    return betainc(half, half, (1.0 - x) / 2.0)
 
 
 def random_nn_cdf(x: np.ndarray | float, *, num_prototypes: int, dim: int) -> np.ndarray:
@@ -122,13 +124,20 @@ def random_nn_cdf(x: np.ndarray | float, *, num_prototypes: int, dim: int) -> np
 
 def random_nn_pdf(x: np.ndarray | float, *, num_prototypes: int, dim: int) -> np.ndarray:
     """Density of :func:`random_nn_cdf` (for plotting the reference curve)."""
-    from scipy.stats import beta
-
     x = np.asarray(x, dtype=np.float64)
     half = (dim - 1) / 2.0
     u = (x + 1.0) / 2.0
     cdf_one = 1.0 - _cosine_sf(x, dim)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_pdf = (np.log(num_prototypes - 1.0) + (num_prototypes - 2) * np.log(cdf_one)
-                   + beta.logpdf(u, half, half) - np.log(2.0))
+                   + _beta_logpdf(u, half) - np.log(2.0))
     return np.nan_to_num(np.exp(log_pdf), nan=0.0)
+
+
+def _beta_logpdf(u: np.ndarray, half: float) -> np.ndarray:
+    """log density of Beta(half, half) at u in [0, 1] (-inf outside)."""
+    from scipy.special import betaln, xlogy
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = xlogy(half - 1.0, u) + xlogy(half - 1.0, 1.0 - u) - betaln(half, half)
+    return np.where((u >= 0.0) & (u <= 1.0), out, -np.inf)

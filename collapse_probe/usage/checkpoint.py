@@ -25,6 +25,7 @@ from .center import DEFAULT_CENTER_TEMPERATURE, center_usage
 from .data import data_usage
 from .report import UsageReport
 from .stats import TOP_GROUPS
+from .shards import shard_from_env
 from .tiles import resolve_device
 
 __all__ = ["usage_from_checkpoint", "load_features", "SPACES"]
@@ -154,6 +155,8 @@ def usage_from_checkpoint(
         if ckpt.format in ("array", "key"):
             raise InputError(f"a {ckpt.format!r} checkpoint has no head MLP to map backbone features; "
                              "pass bottleneck features with --space bottleneck (space='bottleneck').")
+        # Under torchrun, join the group first: with CUDA it pins this process's GPU.
+        shard_from_env(resolve_device(device))
         embed, in_dim = _head_embed(path, fmt=ckpt.format, network=network, head=protos.name, trust=trust,
                                     device=resolve_device(device))
         in_dim = in_dim or protos.dim

@@ -12,7 +12,9 @@ from ..types import PrototypeSet
 from ..validation import describe, fail
 from .assign import (DEFAULT_BLOCK_SIZE, DEFAULT_PROTOTYPE_BLOCK_SIZE, Embed, Progress, assign)
 from .report import UsageReport
+from .shards import all_reduce_counts, shard_from_env
 from .stats import TOP_GROUPS, summarise
+from .tiles import resolve_device
 
 __all__ = ["data_usage", "as_prototype_set"]
 
@@ -58,6 +60,9 @@ def data_usage(
         device: where the tiles are scored: ``cpu`` (numpy), ``cuda`` (torch, float32 without
             TF32) or ``auto`` (the GPU when torch sees one).
 
+    Under ``torchrun`` each process scores its shard of the samples and the counts are summed
+    over processes (:mod:`.shards`): every rank returns the report one process would.
+
     Returns:
         UsageReport with ``source="data"``. Assignment is argmax cosine; ties go to the lowest
         prototype index.
@@ -70,11 +75,16 @@ def data_usage(
                    got=f"dimension {embeddings.shape[1]}",
                    hint="Pass bottleneck embeddings, or map backbone features through the head.")
     dedup = deduplicate(protos, eps=eps, method=method)
-    labels = assign(protos.vectors, embeddings, block_size=block_size,
-                    prototype_block_size=prototype_block_size, embed=embed, progress=progress,
-                    device=device)
-    counts = np.bincount(labels, minlength=protos.num_prototypes).astype(np.int64)
-    num_samples = int(labels.size)
+    num_samples = int(embeddings.shape[0])
+    shard = shard_from_env(resolve_device(device))
+    start, stop = shard.bounds(num_samples)
+    counts = np.zeros(protos.num_prototypes, dtype=np.int64)
+    if stop > start or not shard.active:
+        labels = assign(protos.vectors, embeddings[start:stop], block_size=block_size,
+                        prototype_block_size=prototype_block_size, embed=embed, progress=progress,
+                        device=device)
+        counts += np.bincount(labels, minlength=protos.num_prototypes)
+    counts = all_reduce_counts(counts, shard)
     log.info("usage: %d samples on %d prototypes, %d used", num_samples, protos.num_prototypes,
              int(np.count_nonzero(counts)))
     return summarise(counts / num_samples, dedup, source="data", counts=counts,

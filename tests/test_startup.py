@@ -1,0 +1,34 @@
+"""What an audit imports: nothing heavy it does not use (start-up is most of a small audit)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_audit_example_imports_no_scipy_stats_sparse_or_matplotlib():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from collapse_probe.cli.app import app\n"
+        "result = CliRunner().invoke(app, ['audit', '--example'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('scipy.stats', 'scipy.sparse', 'matplotlib', 'sklearn')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_small_head_dedup_imports_no_scipy():
+    code = (
+        "import sys, numpy as np\n"
+        "from collapse_probe import sweep\n"
+        "x = np.random.default_rng(0).standard_normal((1024, 64))\n"
+        "x[1:300] = x[0] + 1e-4 * x[1:300]\n"
+        "r = sweep(x, eps=[0.025, 0.5])\n"
+        "assert r[0].unique == 1024 - 299, r[0].unique\n"
+        "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
