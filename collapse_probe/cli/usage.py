@@ -104,11 +104,11 @@ def usage_command(
     """Which prototypes a data set actually uses (assignment by cosine), plain and merged over duplicates."""
 
     def body() -> None:
-        import json
         import os
 
         from ..sources import resolve_source
         from ..usage import usage_from_checkpoint
+        from ..usage.shards import leave_process_group
 
         refuse_overwriting_sources({"--json": json_out}, [checkpoint],
                                    inputs=[("--features", features)])
@@ -137,8 +137,15 @@ def usage_command(
         finally:
             if bar is not None:
                 bar.stop()
-        if not rank0:
-            return
+        try:
+            if rank0:
+                write(report, path, err)
+        finally:
+            leave_process_group()
+
+    def write(report, path: Path, err) -> None:  # noqa: ANN001 - rich and the report type are lazy
+        import json
+
         console = err if json_out == "-" else stdout_console()
         for renderable in render_usage(report, checkpoint=path.name if path == Path(checkpoint) else checkpoint):
             console.print(renderable)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Shard", "shard_from_env", "all_reduce_counts"]
+__all__ = ["Shard", "shard_from_env", "all_reduce_counts", "leave_process_group"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,20 @@ def all_reduce_counts(counts: np.ndarray, shard: Shard) -> np.ndarray:
         tensor = tensor.cuda()
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.cpu().numpy().astype(np.int64)
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then tear the process group down, if one was joined.
+
+    A rank that exits while another still holds the gloo connections can be aborted by the
+    launcher; the command that joined the group calls this once it has written its output.
+    """
+    import sys
+
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
