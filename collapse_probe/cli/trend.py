@@ -32,6 +32,12 @@ def write_trend_outputs(report: Any, out: Path) -> list[Path]:
     return [png, csv_path, json_path]
 
 
+def wrote_line(written: list[Path], out: Path) -> str:
+    """What was written and where: the default folder is relative to the working directory."""
+    return (f"wrote {', '.join(str(p) for p in written)} (in {out.resolve()}; "
+            "--out picks another folder)")
+
+
 def trend_command(
     inputs: list[str] = typer.Argument(..., metavar="DIR_OR_FILES...",
                                        help="A training output folder and/or checkpoint files."),
@@ -63,7 +69,7 @@ def trend_command(
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)
-        console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+        console.print(wrote_line(written, out), highlight=False)
         return 0
 
     code = run_command(body)

@@ -45,7 +45,7 @@ def watch_command(
     def body() -> int:
         from ..trend import Watcher
         from ..trend.terminal import render_trend
-        from .trend import write_trend_outputs
+        from .trend import write_trend_outputs, wrote_line
 
         console = stdout_console()
 
@@ -66,10 +66,12 @@ def watch_command(
                           trust=trust_checkpoint, interval=interval, settle_s=settle,
                           on_event=on_event)
         console.print(f"watching {folder} every {interval:g} s (Ctrl-C to stop); trend: "
-                      f"{out / JSONL_NAME}", highlight=False)
+                      f"{out / JSONL_NAME} (in {out.resolve()}; --out picks another folder)",
+                      highlight=False)
         summary = watcher.run(max_polls=max_polls)
         console.print(f"{'interrupted' if summary.interrupted else 'stopped'} after "
-                      f"{summary.polls} polls: {len(summary.audited)} checkpoints audited, "
+                      f"{summary.polls} poll{'s' * (summary.polls != 1)}: {len(summary.audited)} "
+                      f"checkpoint{'s' * (len(summary.audited) != 1)} audited, "
                       f"{len(summary.pending)} pending, {len(summary.failed)} failed.",
                       highlight=False)
         for path in summary.pending:
@@ -79,7 +81,7 @@ def watch_command(
         if summary.report.entries:
             console.print(render_trend(summary.report))
             written = write_trend_outputs(summary.report, out)
-            console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
+            console.print(wrote_line(written, out), highlight=False)
         return 0
 
     code = run_command(body)
