@@ -171,3 +171,16 @@ def test_dino_loss_matches_hand_computed_values() -> None:
                       student_temp=0.1, teacher_temp=1e-4)
     expected = -(2.0 - np.log(np.exp(2.0) + 3.0))  # 2 terms (view 0 vs 1, 1 vs 0), same value
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_missing_scikit_learn_is_one_clear_error(monkeypatch) -> None:
+    import importlib.util
+
+    from collapse_probe.demo import load_digits_split
+    from collapse_probe.errors import CollapseProbeError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(CollapseProbeError, match=r"collapse-probe\[demo\]"):
+        load_digits_split(seed=0)
