@@ -184,3 +184,30 @@ def test_missing_scikit_learn_is_one_clear_error(monkeypatch) -> None:
                         lambda name, *a: None if name == "sklearn" else real(name, *a))
     with pytest.raises(CollapseProbeError, match=r"collapse-probe\[demo\]"):
         load_digits_split(seed=0)
+
+
+def test_teacher_momentum_schedule_end_points(images) -> None:
+    # momentum 1 throughout: the teacher never moves from the shared initialisation
+    frozen = train_dino(images, config=_config(epochs=1, teacher_momentum=1.0, teacher_momentum_end=1.0))
+    init = train_dino(images, config=_config(epochs=1, lr=0.0, min_lr=0.0, teacher_momentum=1.0,
+                                             teacher_momentum_end=1.0))
+    for name, value in frozen.teacher.items():
+        torch.testing.assert_close(value, init.student[name], rtol=0, atol=0)
+    # momentum 0 throughout: the teacher is the student after every step
+    copied = train_dino(images, config=_config(epochs=1, teacher_momentum=0.0, teacher_momentum_end=0.0))
+    for name, value in copied.teacher.items():
+        torch.testing.assert_close(value, copied.student[name], rtol=0, atol=0)
+
+
+def test_weight_decay_schedule_shrinks_the_weights(images) -> None:
+    def norm(result) -> float:
+        return float(sum(v.double().norm() ** 2 for k, v in result.student.items()
+                         if v.ndim > 1 and "weight_g" not in k) ** 0.5)
+
+    none = train_dino(images, config=_config(weight_decay=0.0, weight_decay_end=0.0))
+    decayed = train_dino(images, config=_config(weight_decay=0.0, weight_decay_end=50.0))
+    assert norm(decayed) < 0.99 * norm(none)
+    with pytest.raises(InputError, match="weight_decay"):
+        train_dino(images, config=_config(weight_decay_end=-0.1))
+    with pytest.raises(InputError, match="teacher_momentum"):
+        train_dino(images, config=_config(teacher_momentum_end=1.5))
