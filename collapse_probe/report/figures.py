@@ -270,6 +270,8 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
                          f"{above} of {sims.size} searched have a duplicate")
     ax.set_yscale("log")
     ax.set_ylim(0.7, max(float(counts.max()), 1.0) * 2.0)
+    top = max(float(counts.max()), 2.0)
+    _log_ticks(ax.yaxis, 1, top, steps=(1,) if top > 1000 else (1, 2, 5) if top <= 100 else (1, 3))
     ax.set_xlim(lo, 1.005)
     ax.set_xlabel("cosine similarity to the nearest other prototype")
     ax.set_ylabel("prototypes per bin")
