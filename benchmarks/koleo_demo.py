@@ -6,7 +6,7 @@ balanced and a long-tailed training split, and prints one table: unique prototyp
 (``collapse_probe.sweep``, components, eps 0.025 and 0.1), used prototypes, held-out kNN
 accuracy of the frozen teacher backbone (and on the tail classes), the loss, the wall time.
 
-    python benchmarks/koleo_demo.py                      # the full table (~10-15 min, 2 cores)
+    python benchmarks/koleo_demo.py                      # the full table (~45 min, 2 shared cores)
     python benchmarks/koleo_demo.py --quick              # smoke run (~1 min)
     python benchmarks/koleo_demo.py --out collapse_probe/examples/data   # also write checkpoints
 """
