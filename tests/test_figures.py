@@ -133,7 +133,8 @@ def test_flat_group_sizes_have_plain_tick_labels():
              for t in (*axis.get_ticklabels(), *axis.get_minorticklabels()) if t.get_text()]
     assert texts and not any("10^" in t or "times" in t or "\\" in t for t in texts)
     assert [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()] == ["1", "2"]
-    assert [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()] == ["1", "2", "5", "10", "20"]
+    ranks = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
+    assert ranks == ["1", "2", "5", "10", "20"]
 
 
 def test_utilization_vs_eps_takes_one_legend_name_per_checkpoint(report):

@@ -23,8 +23,8 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
     Colour and marker encode the threshold, line style the head. Series often coincide (a head
     with no near-copies has the same count at eps 0.025 and 0.1), so the tighter threshold is
     drawn on top, thinner and with a smaller marker, over the looser one's wider line and larger
-    hollow marker: both stay visible. ``log_scale`` defaults to a log y axis when the values span more than two decades
-    (collapsed heads sit at 1-2 %).
+    hollow marker: both stay visible. ``log_scale`` defaults to a log y axis when the values
+    span more than two decades (collapsed heads sit at 1-2 %).
     Built on ``matplotlib.figure.Figure`` directly: no pyplot state, no display needed.
     """
     from matplotlib.figure import Figure

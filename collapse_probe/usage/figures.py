@@ -72,7 +72,8 @@ def usage_by_rank_figure(report: UsageReport) -> Figure:
 
     lowest = min(float(per_proto.min()) if per_proto.size else 1.0, 1.0 / report.num_prototypes)
     _log_ticks(ax.xaxis, 1, max(per_proto.size, 2), steps=(1, 2, 5))
-    _log_ticks(ax.yaxis, lowest, max(float(mass.max()), lowest), steps=(1, 3) if lowest < 1e-4 else (1, 2, 5))
+    _log_ticks(ax.yaxis, lowest, max(float(mass.max()), lowest),
+               steps=(1, 3) if lowest < 1e-4 else (1, 2, 5))
     ax.set_xlabel("rank (1 = most used; log scale)")
     ax.set_ylabel(f"{_what(report)} (log scale)")
     _head(fig, ax, report, "Usage by rank")
@@ -109,7 +110,8 @@ def used_vs_unique_figure(report: UsageReport) -> Figure:
     ax.set_ylim(0.8, report.num_prototypes * 4.0)
     from ..report.figures import _log_ticks
 
-    _log_ticks(ax.yaxis, 1, report.num_prototypes * 4.0, steps=(1, 10) if report.num_prototypes > 1e4 else (1, 2, 5))
+    _log_ticks(ax.yaxis, 1, report.num_prototypes * 4.0,
+               steps=(1,) if report.num_prototypes > 1e4 else (1, 2, 5))
     ax.set_ylabel("number of prototypes or groups (log scale)")
     _head(fig, ax, report, "Prototypes available, unique, used, effective")
     from matplotlib.patches import Patch
