@@ -6,7 +6,7 @@ balanced and a long-tailed training split, and prints one table: unique prototyp
 (``collapse_probe.sweep``, components, eps 0.025 and 0.1), used prototypes, held-out kNN
 accuracy of the frozen teacher backbone (and on the tail classes), the loss, the wall time.
 
-    python benchmarks/koleo_demo.py                      # the full table (~10-15 min, 2 cores)
+    python benchmarks/koleo_demo.py                      # the full table (~45 min, 2 shared cores)
     python benchmarks/koleo_demo.py --quick              # smoke run (~1 min)
     python benchmarks/koleo_demo.py --out collapse_probe/examples/data   # also write checkpoints
 """
@@ -88,7 +88,8 @@ def _pm(values: list[float], fmt: str = "{:.1f}") -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: TrainConfig's, 120)")
     parser.add_argument("--num-prototypes", type=int, default=1024)
     parser.add_argument("--koleo-weight", type=float, default=0.1, help="KoLeo-Proto lambda")
     parser.add_argument("--long-tail", type=float, default=0.1,
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.quick:
         args.seeds, args.epochs, args.num_prototypes = args.seeds[:1], 3, 256
+    if args.epochs is None:
+        args.epochs = TrainConfig().epochs
     config = TrainConfig(num_prototypes=args.num_prototypes, epochs=args.epochs)
     variants = [("balanced", None)]
     if args.long_tail > 0:
@@ -114,8 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                                    and seed == args.seeds[0]) else None
                 tasks.append((variant, long_tail, weight, seed, config, out))
     started = time.perf_counter()
+    results = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = {key: (metrics, epochs) for key, metrics, epochs in pool.map(_run, tasks)}
+        for key, metrics, epochs in pool.map(_run, tasks):
+            results[key] = (metrics, epochs)
+            # progress on stderr, so a long table run can be followed (stdout keeps the table)
+            print(f"done {len(results)}/{len(tasks)}: {key[0]} {'koleo' if key[1] else 'plain'} "
+                  f"seed {key[2]}: student {metrics.unique_student}, teacher {metrics.unique_teacher}, "
+                  f"kNN {100 * metrics.knn:.1f}%, {metrics.seconds:.0f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
 
     cpuinfo = Path("/proc/cpuinfo")

@@ -68,7 +68,7 @@ def test_inspect_shared_ibot_head_and_student(folder):
 
 
 def test_inspect_json(folder):
-    result = invoke(["inspect", "msn.pth.tar", "--json"], folder)
+    result = invoke(["inspect", "msn.pth.tar", "--json", "-"], folder)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["format"], data["network"]) == ("msn", "teacher")
@@ -80,13 +80,22 @@ def test_inspect_json(folder):
     assert "shared" in data["notes"][0]
 
 
+def test_inspect_json_to_a_file_like_every_other_json_option(folder, tmp_path):
+    out = tmp_path / "info.json"
+    result = invoke(["inspect", "msn.pth.tar", "--json", str(out)], folder)
+    assert result.exit_code == 0, result.output
+    assert "prototypes" in result.stdout  # the table still goes to the terminal
+    assert json.loads(out.read_text()) == json.loads(
+        invoke(["inspect", "msn.pth.tar", "--json", "-"], folder).stdout)
+
+
 def test_inspect_with_key_and_format(folder):
-    result = invoke(["inspect", "dino.pth", "--key", "student.head.last_layer", "--json"], folder)
+    result = invoke(["inspect", "dino.pth", "--key", "student.head.last_layer", "--json", "-"], folder)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["format"], data["network"]) == ("key", "student")
     assert data["heads"][0]["gain_all_ones"] is True
-    result = invoke(["inspect", "ibot.pth", "--format", "dino", "--json"], folder)
+    result = invoke(["inspect", "ibot.pth", "--format", "dino", "--json", "-"], folder)
     assert json.loads(result.stdout)["format"] == "dino"
 
 
@@ -140,7 +149,7 @@ class _Config:
 def test_inspect_bundled_example_by_name(tmp_path):
     from collapse_probe.examples import EXAMPLE_NAMES
 
-    result = invoke(["inspect", EXAMPLE_NAMES[0], "--json", "--cache-dir", str(tmp_path)], tmp_path)
+    result = invoke(["inspect", EXAMPLE_NAMES[0], "--json", "-", "--cache-dir", str(tmp_path)], tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["heads"][0]["num_prototypes"] > 0
 

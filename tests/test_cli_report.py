@@ -63,7 +63,11 @@ def test_verdict_options_reach_the_report_and_the_audit(folder):
                     folder)
     assert result.exit_code == 0, result.output
     verdict = json.loads(result.stdout)["checkpoints"][0]["heads"][0]["verdict"]
-    assert verdict["label"] == "healthy" and verdict["evidence"]["healthy_floor"] == 0.01
+    assert verdict["evidence"]["healthy_floor"] == 0.01
+    # 20 planted groups, the largest holding most of the head: a low floor no longer makes it
+    # healthy, the dominant-group rule still reads it as partial collapse at the same eps.
+    assert verdict["label"] == "partial-collapse" and "one group holds" in verdict["reason"]
+    assert verdict["evidence"]["duplication_eps"] == 0.025
     result = invoke(["audit", "small.pth", "--eps", "0.025", "--collapsed-max-unique", "25",
                      "--json", "-"], folder)
     assert json.loads(result.stdout)["checkpoints"][0]["heads"][0]["verdict"]["label"] == "collapsed"

@@ -25,7 +25,7 @@ def test_watch_audits_complete_checkpoints_and_leaves_a_half_written_one_pending
     assert result.exit_code == 0, result.output
     assert result.stdout.count("found ") == 2  # announced once each, not on every poll
     assert "audited " in result.stdout and "checkpoint0000.pth: epoch 100: head 12/120 unique" in result.stdout
-    assert "stopped after 3 polls: 1 checkpoints audited, 1 pending, 0 failed." in result.stdout
+    assert "stopped after 3 polls: 1 checkpoint audited, 1 pending, 0 failed." in result.stdout
     assert "pending (not complete or not readable yet): " in result.stdout
     records = [json.loads(line) for line in (out / "trend.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["heads"][0]["results"][0]["unique"] == 12
@@ -62,5 +62,5 @@ def test_ctrl_c_prints_a_summary_writes_the_trend_and_exits_0(tmp_path, monkeypa
     result = runner.invoke(app, ["watch", str(run), "--interval", "0.01", "--out", str(out),
                                  "--eps", "0.025"], env=ENV)
     assert result.exit_code == 0, result.output
-    assert "interrupted after 2 polls: 1 checkpoints audited, 0 pending, 0 failed." in result.stdout
+    assert "interrupted after 2 polls: 1 checkpoint audited, 0 pending, 0 failed." in result.stdout
     assert (out / "trend.png").is_file() and (out / "trend.jsonl").is_file()

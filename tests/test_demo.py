@@ -147,13 +147,16 @@ def test_shipped_digits_checkpoints_show_the_repair() -> None:
 
     unique = {}
     for name in ("dino-digits", "dino-digits-koleo"):
-        (head,) = load_prototypes(example_path(name), network="student")
-        assert head.num_prototypes == 1024 and head.dim == 64
+        for network in ("teacher", "student"):
+            (head,) = load_prototypes(example_path(name), network=network)
+            assert head.num_prototypes == 1024 and head.dim == 64
+            unique[name, network] = deduplicate(head, eps=0.025).unique
         assert example_path(name).stat().st_size < 5_000_000
-        unique[name] = deduplicate(head, eps=0.1).unique
-    # plain DINO collapsed partially; KoLeo-Proto kept (nearly) every prototype distinct
-    assert unique["dino-digits"] < 0.9 * 1024
-    assert unique["dino-digits-koleo"] > unique["dino-digits"] + 100
+    # At the paper's threshold (eps 0.025) plain DINO is at most half unique, teacher and
+    # student; KoLeo-Proto keeps at least 95 % of the prototypes apart.
+    for network in ("teacher", "student"):
+        assert unique["dino-digits", network] <= 512
+        assert unique["dino-digits-koleo", network] >= 0.95 * 1024
 
 
 def test_dino_loss_matches_hand_computed_values() -> None:
@@ -171,3 +174,43 @@ def test_dino_loss_matches_hand_computed_values() -> None:
                       student_temp=0.1, teacher_temp=1e-4)
     expected = -(2.0 - np.log(np.exp(2.0) + 3.0))  # 2 terms (view 0 vs 1, 1 vs 0), same value
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_missing_scikit_learn_is_one_clear_error(monkeypatch) -> None:
+    import importlib.util
+
+    from collapse_probe.demo import load_digits_split
+    from collapse_probe.errors import CollapseProbeError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(CollapseProbeError, match=r"collapse-probe\[demo\]"):
+        load_digits_split(seed=0)
+
+
+def test_teacher_momentum_schedule_end_points(images) -> None:
+    # momentum 1 throughout: the teacher never moves from the shared initialisation
+    frozen = train_dino(images, config=_config(epochs=1, teacher_momentum=1.0, teacher_momentum_end=1.0))
+    init = train_dino(images, config=_config(epochs=1, lr=0.0, min_lr=0.0, teacher_momentum=1.0,
+                                             teacher_momentum_end=1.0))
+    for name, value in frozen.teacher.items():
+        torch.testing.assert_close(value, init.student[name], rtol=0, atol=0)
+    # momentum 0 throughout: the teacher is the student after every step
+    copied = train_dino(images, config=_config(epochs=1, teacher_momentum=0.0, teacher_momentum_end=0.0))
+    for name, value in copied.teacher.items():
+        torch.testing.assert_close(value, copied.student[name], rtol=0, atol=0)
+
+
+def test_weight_decay_schedule_shrinks_the_weights(images) -> None:
+    def norm(result) -> float:
+        return float(sum(v.double().norm() ** 2 for k, v in result.student.items()
+                         if v.ndim > 1 and "weight_g" not in k) ** 0.5)
+
+    none = train_dino(images, config=_config(weight_decay=0.0, weight_decay_end=0.0))
+    decayed = train_dino(images, config=_config(weight_decay=0.0, weight_decay_end=50.0))
+    assert norm(decayed) < 0.99 * norm(none)
+    with pytest.raises(InputError, match="weight_decay"):
+        train_dino(images, config=_config(weight_decay_end=-0.1))
+    with pytest.raises(InputError, match="teacher_momentum"):
+        train_dino(images, config=_config(teacher_momentum_end=1.5))

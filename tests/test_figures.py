@@ -108,3 +108,40 @@ def test_figure_bytes_are_reproducible():
     png, svg = figure_bytes(fig, "png"), figure_bytes(fig, "svg")
     assert png.startswith(b"\x89PNG") and b"<svg" in svg
     assert figure_bytes(fig, "svg") == svg and figure_bytes(fig, "png") == png
+
+
+def test_utilization_ticks_read_at_1_2_5_steps(report):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = utilization_vs_eps(report)
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()]
+    # the lowest head sits at 1.5 %: the axis runs from 1 % and every 1-2-5 step is labelled
+    assert labels == ["1 %", "2 %", "5 %", "10 %", "20 %", "50 %", "100 %"]
+    assert not [t for t in ax.yaxis.get_minorticklabels() if t.get_text()]
+
+
+def test_flat_group_sizes_have_plain_tick_labels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    flat = audit(np.eye(40)[:, :40], eps=[0.025, 0.5]).checkpoints[0].heads[0]  # 40 groups of 1
+    fig = group_sizes_by_rank(flat)
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    texts = [t.get_text() for axis in (ax.xaxis, ax.yaxis)
+             for t in (*axis.get_ticklabels(), *axis.get_minorticklabels()) if t.get_text()]
+    assert texts and not any("10^" in t or "times" in t or "\\" in t for t in texts)
+    assert [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()] == ["1", "2"]
+    ranks = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
+    assert ranks == ["1", "2", "5", "10", "20"]
+
+
+def test_utilization_vs_eps_takes_one_legend_name_per_checkpoint(report):
+    fig = utilization_vs_eps(report, labels=["DINO", "DINO + KoLeo-Proto"])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "DINO / head_dense (K=200)" in labels and "DINO + KoLeo-Proto / random_init (K=300)" in labels
+    from collapse_probe import InputError
+
+    with pytest.raises(InputError, match="labels"):
+        utilization_vs_eps(report, labels=["one"])

@@ -156,3 +156,20 @@ def test_terminal_table_shows_verdicts_and_the_hint(report):
         assert f"│ {label}" in text  # in the table's verdict column, untruncated
     assert "head_dense: collapsed - Only 3 of 200 prototypes unique (1.50 %)" in text
     assert "Verdicts are hints" in text
+
+
+def test_terminal_table_at_80_columns_keeps_every_number_whole(report):
+    from rich.console import Console
+
+    from collapse_probe.report.terminal import render_audit
+
+    console = Console(width=80, record=True, color_system=None)
+    for renderable in render_audit(report):
+        console.print(renderable)
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "│ 0.9996875 │" in text and "utilization" in text  # cosine and header untruncated
+    # the verdict column gives way; the verdicts stay, in the sentences under each table
+    assert "│ partial-collapse" not in text
+    for label in ("partial-collapse", "collapsed", "healthy", "untrained"):
+        assert f": {label} - " in text

@@ -169,6 +169,14 @@ def test_figure_has_one_line_per_head_and_threshold(run_folder):
     np.testing.assert_allclose(axes.lines[0].get_xdata(), [1, 11, 20, 21])
     np.testing.assert_allclose(axes.lines[0].get_ydata(), 100 * np.array([60, 24, 30, 12]) / K)
     assert axes.get_xlabel() == "epoch"
+    # Coinciding series stay visible: own marker per threshold, the tighter one drawn on top,
+    # thinner and smaller, over the looser one's wider line.
+    assert len({line.get_marker() for line in axes.lines}) == 3
+    zorders = [line.get_zorder() for line in axes.lines]
+    assert zorders == sorted(zorders, reverse=True)
+    widths = [line.get_linewidth() for line in axes.lines]
+    sizes = [line.get_markersize() for line in axes.lines]
+    assert widths == sorted(widths) and sizes == sorted(sizes) and widths[0] < widths[-1]
 
 
 def test_the_package_name_is_callable_as_the_function(run_folder):

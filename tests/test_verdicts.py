@@ -45,13 +45,61 @@ def test_policy_overrides_change_the_verdict():
     assert verdict(partial_head(), healthy_floor=0.25).label == "healthy"
     assert verdict(healthy_head(), healthy_floor=1.0).label == "healthy"  # 100 % reaches 100 %
     assert verdict(collapsed_head(directions=3), collapsed_max_unique=2).label == "partial-collapse"
-    assert verdict(collapsed_head(directions=3), healthy_floor=0.01).label == "healthy"
+    # Three groups of a third each: a low floor alone still leaves the dominant-group rule.
+    assert verdict(collapsed_head(directions=3), healthy_floor=0.01).label == "partial-collapse"
+    assert verdict(collapsed_head(directions=3), healthy_floor=0.01,
+                   max_group_fraction=1.0).label == "healthy"
     # A wider eps merges the near-copies spread 0.05 apart: counted at 0.1 they collapse.
     rng = np.random.default_rng(7)
     centre = unit(rng.standard_normal((1, 32)))
     near = unit(centre + 0.006 * rng.standard_normal((50, 32)))
     assert verdict(near).label != "collapsed"
     assert verdict(near, eps=0.1).label == "collapsed"
+
+
+def near_copies(centres: int, copies: int, *, spread: float = 0.008, dim: int = 32,
+                seed: int = 11) -> np.ndarray:
+    """``copies`` rows around each of ``centres`` directions, about 8 * spread = 0.06 apart:
+    distinct at eps 0.025, one group per centre at eps 0.1."""
+    rng = np.random.default_rng(seed)
+    base = unit(rng.standard_normal((centres, dim)))
+    return unit(base[np.arange(centres * copies) % centres]
+                + spread * rng.standard_normal((centres * copies, dim)))
+
+
+def test_a_quarter_in_one_group_at_eps_0_1_is_not_healthy():
+    head = np.concatenate([healthy_head(), near_copies(1, 100)])  # K = 340
+    swept = sweep(PrototypeSet.from_array(head), eps=[0.025, 0.1])
+    assert swept[0].unique == 340 and swept[1].largest_group == 100  # the planted group
+    result = verdict(head)
+    assert result.label == "partial-collapse", result.reason
+    assert "340 of 340" in result.reason and "eps 0.1" in result.reason
+    assert "100 of 340" in result.reason and "29.4 %" in result.reason
+    assert result.evidence["duplication_eps"] == 0.1
+    assert result.evidence["duplication_largest_group"] == 100
+    assert result.evidence["unique"] == 340  # read at the gate's eps, unchanged
+
+
+def test_a_large_drop_in_unique_fraction_is_not_healthy():
+    head = near_copies(60, 5)  # K = 300, 60 groups of 5 at eps 0.1, none larger
+    swept = sweep(PrototypeSet.from_array(head), eps=[0.025, 0.1])
+    assert swept[0].unique == 300 and swept[1].unique == 60 and swept[1].largest_group == 5
+    result = verdict(head)
+    assert result.label == "partial-collapse", result.reason
+    assert "only 60 of 300" in result.reason and "eps 0.1" in result.reason
+    assert result.evidence["duplication_unique"] == 60
+
+
+def test_the_sweep_rule_reads_only_what_was_swept_up_to_loose_eps():
+    head = PrototypeSet.from_array(np.concatenate([healthy_head(), near_copies(1, 100)]))
+    assert judge_head(head, sweep(head, eps=[0.025])).label == "healthy"
+    assert judge_head(head, sweep(head, eps=[0.025, 0.1]),
+                      policy=VerdictPolicy(loose_eps=0.05)).label == "healthy"
+    assert judge_head(head, sweep(head, eps=[0.025, 0.1]),
+                      policy=VerdictPolicy(max_group_fraction=0.5)).label == "healthy"
+    # A clean head stays healthy however wide the sweep.
+    clean = PrototypeSet.from_array(healthy_head())
+    assert judge_head(clean, sweep(clean, eps=[0.025, 0.1, 0.25, 0.5])).label == "healthy"
 
 
 def test_policy_eps_missing_from_results_is_computed():
@@ -61,7 +109,8 @@ def test_policy_eps_missing_from_results_is_computed():
 
 
 @pytest.mark.parametrize(("field", "value"), [("healthy_floor", 1.5), ("collapsed_max_unique", 0),
-                                              ("untrained_max_ks", -0.1), ("eps", 3.0)])
+                                              ("untrained_max_ks", -0.1), ("eps", 3.0),
+                                              ("loose_eps", -1.0), ("max_group_fraction", 0.0)])
 def test_bad_policy_is_an_input_error(field, value):
     with pytest.raises(InputError, match=field):
         VerdictPolicy(**{field: value})

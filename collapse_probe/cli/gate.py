@@ -18,7 +18,7 @@ __all__ = ["register"]
 def gate_command(
     config: Optional[Path] = typer.Option(
         None, "--config", metavar="FILE",
-        help="A pyproject.toml ([tool.collapse-probe]) or a standalone TOML file. "
+        help="A pyproject.toml (its \\[tool.collapse-probe] table) or a standalone TOML file. "
         "Default: ./pyproject.toml."),
     junit_xml: Optional[Path] = typer.Option(
         None, "--junit-xml", metavar="FILE",
@@ -68,10 +68,12 @@ def gate_command(
             console.print(f"{marks[check.status]} {terminal_markup(where)}: "
                           f"{terminal_markup(check.message)}", highlight=False, markup=True)
         if outcome.passed:
-            console.print(f"[bold green]gate passed[/bold green]: {len(outcome.checks)} checks, "
+            count = len(outcome.checks)
+            console.print(f"[bold green]gate passed[/bold green]: {count} check{'s' * (count != 1)}, "
                           f"eps {gate_config.eps:g}", highlight=False)
         else:
-            reason = (f"{len(outcome.failures)} of {len(outcome.checks)} checks failed"
+            reason = (f"{len(outcome.failures)} of {len(outcome.checks)} "
+                      f"check{'s' * (len(outcome.checks) != 1)} failed"
                       if outcome.failures else "no gated head was measured")
             console.print(f"[bold red]gate FAILED[/bold red]: {reason}", highlight=False)
         if junit_xml is not None:

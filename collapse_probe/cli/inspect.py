@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 
@@ -19,7 +20,8 @@ def inspect_command(
     network: NetworkOption = Network.teacher,
     key: Key = None,
     trust_checkpoint: Trust = False,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: Optional[str] = typer.Option(None, "--json", metavar="FILE|-",
+                                           help="Write the JSON to FILE, or - for stdout."),
     cache_dir: CacheDir = None,
 ) -> None:
     """Show the prototype heads a checkpoint holds: K, D, keys, weight-norm form, norm range."""
@@ -27,16 +29,19 @@ def inspect_command(
     def body() -> None:
         from ..checkpoints import inspect_checkpoint
         from ..sources import resolve_source
+        from .common import atomic_write
 
         path = resolve_source(source, cache_dir=cache_dir)
         info = inspect_checkpoint(path, format=format, network=network.value, key=key,
                                   trust=trust_checkpoint)
-        if as_json:
+        if json_out == "-":  # stdout holds the JSON alone, so it stays parseable
             typer.echo(json.dumps(info.to_dict(), indent=2))
             return
         console = stdout_console()
         for renderable in render_info(info):
             console.print(renderable)
+        if json_out is not None:
+            atomic_write(json_out, json.dumps(info.to_dict(), indent=2) + "\n")
 
     run_command(body)
 

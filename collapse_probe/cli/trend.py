@@ -43,6 +43,15 @@ def write_trend_outputs(report: Any, out: Path) -> list[Path]:
     return [png, csv_path, json_path]
 
 
+def wrote_line(written: list[Path], out: Path) -> str:
+    """What was written and where: the default folder is relative to the working directory."""
+    from ..escape import terminal
+
+    # Paths may carry names from files: shown as text, without control sequences.
+    return terminal(f"wrote {', '.join(str(p) for p in written)} (in {out.resolve()}; "
+                    "--out picks another folder)")
+
+
 def trend_command(
     inputs: list[str] = typer.Argument(..., metavar="DIR_OR_FILES...",
                                        help="A training output folder and/or checkpoint files."),
@@ -64,7 +73,6 @@ def trend_command(
     """
 
     def body() -> int:
-        from ..escape import terminal
         from ..output import refuse_overwriting_inputs
         from ..trend import trend
         from ..trend.ordering import expand_inputs
@@ -81,8 +89,7 @@ def trend_command(
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)
-        console.print(f"wrote {terminal(', '.join(str(p) for p in written))}", highlight=False,
-                      markup=False)
+        console.print(wrote_line(written, out), highlight=False, markup=False)
         return 0
 
     code = run_command(body)

@@ -46,7 +46,7 @@ def watch_command(
         from ..escape import terminal
         from ..trend import Watcher
         from ..trend.terminal import render_trend
-        from .trend import check_trend_folder, write_trend_outputs
+        from .trend import check_trend_folder, write_trend_outputs, wrote_line
 
         check_trend_folder(out)
         console = stdout_console()
@@ -69,10 +69,12 @@ def watch_command(
                           trust=trust_checkpoint, interval=interval, settle_s=settle,
                           on_event=on_event)
         console.print(f"watching {folder} every {interval:g} s (Ctrl-C to stop); trend: "
-                      f"{out / JSONL_NAME}", highlight=False)
+                      f"{out / JSONL_NAME} (in {out.resolve()}; --out picks another folder)",
+                      highlight=False)
         summary = watcher.run(max_polls=max_polls)
         console.print(f"{'interrupted' if summary.interrupted else 'stopped'} after "
-                      f"{summary.polls} polls: {len(summary.audited)} checkpoints audited, "
+                      f"{summary.polls} poll{'s' * (summary.polls != 1)}: {len(summary.audited)} "
+                      f"checkpoint{'s' * (len(summary.audited) != 1)} audited, "
                       f"{len(summary.pending)} pending, {len(summary.failed)} failed.",
                       highlight=False)
         for path in summary.pending:
@@ -84,8 +86,7 @@ def watch_command(
         if summary.report.entries:
             console.print(render_trend(summary.report))
             written = write_trend_outputs(summary.report, out)
-            console.print(f"wrote {terminal(', '.join(str(p) for p in written))}",
-                          highlight=False, markup=False)
+            console.print(wrote_line(written, out), highlight=False, markup=False)
         return 0
 
     code = run_command(body)

@@ -9,9 +9,20 @@ import numpy as np
 
 from ..validation import fail
 
-__all__ = ["DigitsSplit", "load_digits_split", "long_tail_indices"]
+__all__ = ["DigitsSplit", "load_digits_split", "long_tail_indices", "require_sklearn"]
 
 log = logging.getLogger(__name__)
+
+
+def require_sklearn() -> None:
+    """Fail with one clear line when scikit-learn (the demo's only extra dependency) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        from ..errors import CollapseProbeError
+
+        raise CollapseProbeError("the digits demo needs scikit-learn: pip install "
+                                 "'collapse-probe[demo]' (or pip install scikit-learn).")
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +82,7 @@ def load_digits_split(*, test_fraction: float = 0.3, seed: int = 0,
             (see :func:`long_tail_indices`); the test split stays balanced so every class
             counts, and the 5 rarest classes are reported as ``tail_classes``.
     """
+    require_sklearn()
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

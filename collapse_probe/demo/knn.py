@@ -52,6 +52,9 @@ def knn_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_feat
         train_labels, test_labels: (N,), (M,) int classes.
         k: neighbours (capped at N).
     """
+    from .data import require_sklearn
+
+    require_sklearn()
     from sklearn.neighbors import KNeighborsClassifier
 
     train_features = np.asarray(train_features, np.float32).reshape(len(train_features), -1)

@@ -25,25 +25,30 @@ class TrainConfig:
 
     The structure is DINO's (student temperature 0.1, a sharper teacher, centering with
     ``center_momentum``, ``lr`` the AdamW peak after a linear warm-up of ``warmup_epochs`` then
-    cosine decay to ``min_lr``, ``teacher_momentum`` on a cosine to 1, last layer frozen for
-    ``freeze_last_layer_epochs``). Two defaults differ from DINO's ImageNet recipe, to fit a
-    run of about a thousand steps: ``teacher_temp`` 0.01 (with 0.04 the loss stayed near ln K in
-    short runs on the digits: the teacher was too flat to learn from) and
-    ``prototype_lr_scale`` 100 (the prototypes' learning rate is ``lr`` times this: at 1x they
-    stay within cosine ~0.97 of their initialisation in a short run and nothing merges). ``koleo_weight`` is
-    KoLeo-Proto's lambda (0 = plain DINO).
+    cosine decay to ``min_lr``, weight decay on a cosine from ``weight_decay`` to
+    ``weight_decay_end`` (DINO's 0.04 -> 0.4, on every matrix, prototypes included),
+    ``teacher_momentum`` on a cosine to ``teacher_momentum_end`` (DINO: 1), last layer frozen
+    for ``freeze_last_layer_epochs``). The decay schedule and the length make the copies exact
+    at eps 0.025: seed 0 with a constant 0.04 for 60 epochs kept 1023 of 1024 teacher
+    prototypes apart, 0.04 -> 0.4 for 60 epochs 1016, for 120 epochs 192 (benchmarks/README.md).
+    Two defaults differ from DINO's ImageNet recipe, to fit a run of a few thousand steps:
+    ``teacher_temp`` 0.01 (with 0.04 the loss stayed near ln K in short runs on the digits: the
+    teacher was too flat to learn from) and ``prototype_lr_scale`` 100 (the prototypes' learning
+    rate is ``lr`` times this: at 1x they stay within cosine ~0.97 of their initialisation in a
+    short run and nothing merges). ``koleo_weight`` is KoLeo-Proto's lambda (0 = plain DINO).
     """
 
     num_prototypes: int = 1024
     bottleneck_dim: int = 64
     feature_dim: int = 128
     hidden_dim: int = 256
-    epochs: int = 60
+    epochs: int = 120
     batch_size: int = 64
     lr: float = 2e-4
     min_lr: float = 1e-5
     warmup_epochs: int = 3
     weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
     clip_grad: float = 3.0
     student_temp: float = 0.1
     teacher_temp: float = 0.01
@@ -51,6 +56,7 @@ class TrainConfig:
     warmup_teacher_temp_epochs: int = 0
     center_momentum: float = 0.9
     teacher_momentum: float = 0.99
+    teacher_momentum_end: float = 1.0
     freeze_last_layer_epochs: int = 1
     num_local_crops: int = 2
     prototype_lr_scale: float = 100.0
@@ -65,6 +71,12 @@ class TrainConfig:
                        got=f"{self.epochs} / {self.batch_size}")
         if self.koleo_weight < 0:
             raise fail("koleo_weight", expected="lambda >= 0", got=repr(self.koleo_weight))
+        if min(self.weight_decay, self.weight_decay_end) < 0:
+            raise fail("weight_decay / weight_decay_end", expected="values >= 0",
+                       got=f"{self.weight_decay} / {self.weight_decay_end}")
+        if not (0 <= self.teacher_momentum <= 1 and 0 <= self.teacher_momentum_end <= 1):
+            raise fail("teacher_momentum / teacher_momentum_end", expected="values in [0, 1]",
+                       got=f"{self.teacher_momentum} / {self.teacher_momentum_end}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,8 +170,9 @@ def train_dino(images: np.ndarray, *, config: TrainConfig = TrainConfig(),
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "scale": 1.0}, {"params": no_decay, "weight_decay": 0.0, "scale": 1.0},
-         {"params": prototypes, "scale": config.prototype_lr_scale}],
+        [{"params": decay, "scale": 1.0, "decay": True},
+         {"params": no_decay, "weight_decay": 0.0, "scale": 1.0, "decay": False},
+         {"params": prototypes, "scale": config.prototype_lr_scale, "decay": True}],
         lr=config.lr, weight_decay=config.weight_decay)
     koleo = KoLeoProtoLoss()
     center = torch.zeros(1, config.num_prototypes)
@@ -181,8 +194,11 @@ def train_dino(images: np.ndarray, *, config: TrainConfig = TrainConfig(),
         for b in range(steps_per_epoch):
             lr = config.lr * (step + 1) / warmup if step < warmup else \
                 _cosine(config.lr, config.min_lr, step - warmup, total - warmup)
+            wd = _cosine(config.weight_decay, config.weight_decay_end, step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["scale"]
+                if group["decay"]:
+                    group["weight_decay"] = wd
             batch = data[order[b * config.batch_size:(b + 1) * config.batch_size]]
             views = augment(batch, generator=gen)
             num_global = augment.num_global
@@ -204,7 +220,7 @@ def train_dino(images: np.ndarray, *, config: TrainConfig = TrainConfig(),
             torch.nn.utils.clip_grad_norm_(student.parameters(), config.clip_grad)
             optimizer.step()
             with torch.no_grad():
-                m = _cosine(config.teacher_momentum, 1.0, step, total)
+                m = _cosine(config.teacher_momentum, config.teacher_momentum_end, step, total)
                 for ps, pt in zip(student.parameters(), teacher.parameters()):
                     pt.mul_(m).add_(ps.detach(), alpha=1 - m)
                 batch_center = teacher_out.mean(dim=0, keepdim=True)

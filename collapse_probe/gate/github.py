@@ -54,7 +54,8 @@ def github_summary(outcome: GateOutcome) -> str:
     lines = [
         f"### {icon} collapse-probe gate {verdict}",
         "",
-        f"{len(outcome.checks)} checks, {len(outcome.failures)} failed; eps {config.eps:g} "
+        f"{len(outcome.checks)} check{'s' * (len(outcome.checks) != 1)}, "
+        f"{len(outcome.failures)} failed; eps {config.eps:g} "
         f"(cos > {1 - config.eps ** 2 / 2:.7g}), method {config.method}, network {config.network}.",
         "",
         "| checkpoint | head | unique | K | utilization | floor | result |",

@@ -100,13 +100,21 @@ def _finish(fig: Figure, heading: str, **legend: object) -> None:
                    ncols=min(columns, len(labels)), **legend)
 
 
-def _percent_formatter():  # noqa: ANN202 - matplotlib imported lazily
-    from matplotlib.ticker import FuncFormatter
+def _log_ticks(axis, lo: float, hi: float, *, suffix: str = "", steps=(1, 2, 5)) -> None:  # noqa: ANN001
+    """Label a log axis at 1-2-5 steps between ``lo`` and ``hi`` with plain numbers.
 
-    def fmt(value: float, _pos: int) -> str:
-        return f"{value:.3g} %"
+    matplotlib's default log labels are powers of ten only (``10^1``), and on a short range its
+    minor labels read ``2x10^0``: neither lets a reader find 45 % or a group of 3.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
-    return FuncFormatter(fmt)
+    decades = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+    ticks = sorted({m * 10.0 ** e for e in decades for m in steps
+                    if lo * (1 - 1e-9) <= m * 10.0 ** e <= hi * (1 + 1e-9)})
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}{suffix}"))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _short(source: str) -> str:
@@ -137,25 +145,32 @@ def _default_result(head: HeadAudit, eps: float | None = None) -> DedupResult:
     return head.results[0]
 
 
-def utilization_vs_eps(report: AuditReport) -> Figure:
+def utilization_vs_eps(report: AuditReport, *, labels: Sequence[str] | None = None) -> Figure:
     """Unique fraction against the duplicate threshold, one line per head of every checkpoint.
 
-    x: eps (log scale); y: utilization in % of K (log scale, so 1 % and 100 % both read).
-    With a gate, its floor and threshold are drawn as dotted lines.
+    x: eps (log scale); y: utilization in % of K (log scale, labelled at 1-2-5 steps so 45 %
+    reads). With a gate, its floor and threshold are drawn as dotted lines. ``labels``: one
+    legend name per checkpoint (e.g. the method) instead of its file name.
     """
+    if labels is not None and len(labels) != len(report.checkpoints):
+        from ..validation import fail
+
+        raise fail("labels", expected=f"one per checkpoint ({len(report.checkpoints)})",
+                   got=f"{len(labels)}")
     from matplotlib.ticker import FixedLocator, NullLocator
 
     fig = _figure(8.0, 4.8)
     ax = fig.add_subplot()
     _style(ax)
-    many = len(report.checkpoints) > 1
+    many = len(report.checkpoints) > 1 or labels is not None
     lowest, i = 100.0, 0
     for c, checkpoint in enumerate(report.checkpoints):
         for head in checkpoint.heads:
             eps = [r.eps for r in head.results]
             util = [100.0 * r.utilization for r in head.results]
             lowest = min(lowest, *util)
-            label = f"{checkpoint_label(report, c)} / {head.name}" if many else head.name
+            name = labels[c] if labels is not None else checkpoint_label(report, c)
+            label = f"{name} / {head.name}" if many else head.name
             label += f" (K={head.num_prototypes})"
             ax.plot(eps, util, markersize=7, linewidth=1.6, label=label, **_series(i))
             i += 1
@@ -170,8 +185,10 @@ def utilization_vs_eps(report: AuditReport) -> Figure:
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.yaxis.set_major_formatter(_percent_formatter())
-    ax.set_ylim(10.0 ** np.floor(np.log10(max(lowest, 1e-4)) - 1e-9), 150.0)
+    bottom = 10.0 ** np.floor(np.log10(max(lowest, 1e-4)) - 1e-9)
+    ax.set_ylim(bottom, 150.0)
+    # 1-2-5 steps while they stay few; over many decades only 1 and 3 per decade
+    _log_ticks(ax.yaxis, bottom, 100.0, suffix=" %", steps=(1, 2, 5) if bottom >= 0.1 else (1, 3))
     if ticks:
         ax.set_xlim(min(ticks) / 1.3, max(ticks) * 1.3)
     ax.set_xlabel("duplicate threshold eps (distance between unit prototypes; cos > 1 - eps²/2)")
@@ -210,6 +227,8 @@ def group_sizes_by_rank(head: HeadAudit) -> Figure:
     ax.set_yscale("log")
     ax.set_xlim(0.8, head.num_prototypes * 1.25)
     ax.set_ylim(0.8, largest * 1.6)
+    _log_ticks(ax.xaxis, 1, head.num_prototypes, steps=(1,) if head.num_prototypes > 1000 else (1, 2, 5))
+    _log_ticks(ax.yaxis, 1, max(largest, 2), steps=(1, 2, 5))
     ax.set_xlabel("group rank (1 = largest group)")
     ax.set_ylabel("group size (prototypes)")
     _finish(fig, f"Duplicate group sizes by rank: {head.name} (K={head.num_prototypes})")
@@ -257,6 +276,8 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
                          f"{above} of {sims.size} searched have a duplicate")
     ax.set_yscale("log")
     ax.set_ylim(0.7, max(float(counts.max()), 1.0) * 2.0)
+    top = max(float(counts.max()), 2.0)
+    _log_ticks(ax.yaxis, 1, top, steps=(1,) if top > 1000 else (1, 2, 5) if top <= 100 else (1, 3))
     ax.set_xlim(lo, 1.005)
     ax.set_xlabel("cosine similarity to the nearest other prototype")
     ax.set_ylabel("prototypes per bin")

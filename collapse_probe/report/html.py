@@ -37,8 +37,7 @@ th { background: #f4f4f4; } td.text, th.text { text-align: left; }
 .note { background: #fff8e1; border-left: 4px solid #E69F00; padding: 0.5rem 0.8rem; }
 .hint { color: #555; font-size: 0.92em; }
 .gate-pass { color: #009E73; font-weight: 600; } .gate-fail { color: #D55E00; font-weight: 600; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 1rem; }
-.figures.wide { max-width: 820px; }
+.figures { display: grid; grid-template-columns: 1fr; gap: 1.2rem; }
 figure { margin: 0; } figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 code { background: #f4f4f4; padding: 0 0.2rem; }

@@ -19,31 +19,49 @@ VERDICT_STYLES: dict[str, str] = {"healthy": "bold green", "partial-collapse": "
 
 
 def _checkpoint_table(checkpoint: CheckpointAudit) -> RenderableType:
+    """The checkpoint's table; on a terminal too narrow for it (80 columns), the same table
+    without the verdict column, whose labels are repeated in the sentences printed below it."""
+    wide, narrow = _table(checkpoint, verdict=True), _table(checkpoint, verdict=False)
+    # Width of the full table with every cell on one line: cells, 1 space either side, borders
+    # (the narrow table's cells are plain text; the verdict column is as wide as its longest label).
+    needed = sum(max(len(c.header), *(len(str(v)) for v in c.cells)) + 3 for c in narrow.columns)
+    needed += len("partial-collapse") + 3 + 1
+
+    class _Fitted:
+        def __rich_console__(self, console, options):  # noqa: ANN001, ANN204
+            yield wide if needed <= options.max_width else narrow
+
+    return _Fitted()
+
+
+def _table(checkpoint: CheckpointAudit, *, verdict: bool):  # noqa: ANN202 - rich imported lazily
     from rich.table import Table
 
     # Names come from files: shown as text, never read as markup or control sequences.
     title = f"{terminal_markup(checkpoint.source)}  [dim]({terminal_markup(checkpoint.format)}"
     title += f", {terminal_markup(checkpoint.network)})[/dim]" if checkpoint.network else ")[/dim]"
     table = Table(title=title, title_justify="left", show_lines=False)
-    for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("eps", "right"),
-                            ("cosine >", "right"), ("unique", "right"), ("utilization", "right"),
-                            ("largest", "right"), ("verdict", "left")):
-        # The verdict never wraps or truncates: the number columns give way first.
-        wide = {"min_width": len("partial-collapse"), "no_wrap": True} if column == "verdict" else {}
+    columns = [("head", "left"), ("K", "right"), ("D", "right"), ("eps", "right"),
+               ("cosine >", "right"), ("unique", "right"), ("utilization", "right"),
+               ("largest", "right")] + ([("verdict", "left")] if verdict else [])
+    for column, justify in columns:
+        # Numbers and the verdict never wrap or truncate (a cosine cut to 0.99… says nothing).
+        wide = {"min_width": len("partial-collapse"), "no_wrap": True} if column == "verdict" else \
+            {"no_wrap": True} if justify == "right" else {}
         table.add_column(column, justify=justify, **wide)
     for head in checkpoint.heads:
         name = terminal_markup(head.name)
         if head.prototypes.shared_with:
             name += f" (shared with {terminal_markup(', '.join(head.prototypes.shared_with))})"
-        verdict = ""
+        label = ""
         if head.verdict is not None:
-            verdict = f"[{VERDICT_STYLES[head.verdict.label]}]{head.verdict.label}[/]"
+            label = f"[{VERDICT_STYLES[head.verdict.label]}]{head.verdict.label}[/]"
         for i, result in enumerate(head.results):
-            table.add_row(name if i == 0 else "", f"{head.num_prototypes}" if i == 0 else "",
-                          f"{head.dim}" if i == 0 else "", f"{result.eps:g}",
-                          f"{result.cosine:.7g}", f"{result.unique}",
-                          f"{100 * result.utilization:.2f} %", f"{result.largest_group}",
-                          verdict if i == 0 else "",
+            cells = [name if i == 0 else "", f"{head.num_prototypes}" if i == 0 else "",
+                     f"{head.dim}" if i == 0 else "", f"{result.eps:g}",
+                     f"{result.cosine:.7g}", f"{result.unique}",
+                     f"{100 * result.utilization:.2f} %", f"{result.largest_group}"]
+            table.add_row(*cells, *([label if i == 0 else ""] if verdict else []),
                           end_section=i == len(head.results) - 1)
     return table
 

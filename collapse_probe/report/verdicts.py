@@ -13,7 +13,13 @@ the sentence and the numbers behind it. The rules, checked in this order:
    ``untrained_max_ks`` (default 0.1) plus ``1.63 / sqrt(n)`` (the 1 % critical value of the KS
    test for n anchors, so small heads are not called trained on noise). Needs D >= 2.
 3. ``partial-collapse``: utilization at ``eps`` below ``healthy_floor`` (default 0.5).
-4. ``healthy``: none of the above.
+4. ``partial-collapse`` read off the rest of the sweep: at some swept threshold up to
+   ``loose_eps`` (default 0.1, cosine 0.995) one group holds at least ``max_group_fraction``
+   (default 0.25) of the prototypes, or, above ``eps``, utilization falls below
+   ``healthy_floor``. Real heads merge gradually: copies that are still 0.03 apart count as
+   distinct at eps 0.025 but are the same prototype for every practical purpose. The reason
+   names the smallest threshold where the duplication appears; the gate's threshold is untouched.
+5. ``healthy``: none of the above.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class VerdictPolicy:
         collapsed_max_unique: at most this many unique prototypes at ``eps`` means ``collapsed``.
         untrained_max_ks: fixed part of the KS distance under which nearest-neighbour
             similarities count as those of random unit vectors (``untrained``).
+        loose_eps: the loosest swept threshold the sweep rule reads (rule 4).
+        max_group_fraction: a group holding at least this fraction of K at a threshold up to
+            ``loose_eps`` means ``partial-collapse`` (1.0 switches the group rule off).
         seed: seed of the anchor sample for heads larger than the exact nearest-neighbour limit.
     """
 
@@ -60,6 +69,8 @@ class VerdictPolicy:
     healthy_floor: float = 0.5
     collapsed_max_unique: int = 10
     untrained_max_ks: float = 0.1
+    loose_eps: float = 0.1
+    max_group_fraction: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,6 +84,12 @@ class VerdictPolicy:
         if not 0.0 <= float(self.untrained_max_ks) <= 1.0:
             raise fail("untrained_max_ks", expected="a KS distance in [0, 1]",
                        got=repr(self.untrained_max_ks))
+        if not 0.0 < float(self.loose_eps) <= 2.0:
+            raise fail("loose_eps", expected="a distance in (0, 2] between unit vectors",
+                       got=repr(self.loose_eps), hint="The sweep rule's default is 0.1.")
+        if not 0.0 < float(self.max_group_fraction) <= 1.0:
+            raise fail("max_group_fraction", expected="a fraction of K in (0, 1]",
+                       got=repr(self.max_group_fraction), hint="For a quarter write 0.25.")
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,27 @@ def _result_at(prototypes: PrototypeSet, results: Sequence[DedupResult], eps: fl
     from ..dedup import deduplicate
 
     return deduplicate(prototypes, eps=eps, method=method)
+
+
+def _sweep_duplication(results: Sequence[DedupResult], main: DedupResult,
+                       policy: VerdictPolicy) -> tuple[DedupResult, str] | None:
+    """The smallest swept threshold up to ``policy.loose_eps`` that shows heavy duplication.
+
+    Returns that result and a clause saying what it shows, or None when the sweep is clean.
+    """
+    num = main.num_prototypes
+    swept = sorted({round(r.eps, 12): r for r in (*results, main)
+                    if r.eps <= policy.loose_eps + 1e-12}.values(), key=lambda r: r.eps)
+    for result in swept:
+        largest = result.largest_group
+        if largest >= policy.max_group_fraction * num and largest > 1:
+            return result, (f"one group holds {largest} of {num} prototypes "
+                            f"({100 * largest / num:.1f} %, at least "
+                            f"{100 * policy.max_group_fraction:g} %)")
+        if result.eps > main.eps and result.utilization < policy.healthy_floor:
+            return result, (f"only {result.unique} of {num} are unique "
+                            f"({100 * result.utilization:.2f} %, below the healthy floor)")
+    return None
 
 
 def _random_median(num_prototypes: int, dim: int) -> float:
@@ -184,5 +222,17 @@ def judge_head(
     if utilization < policy.healthy_floor:
         return Verdict("partial-collapse", f"{counted}, below the healthy floor of "
                        f"{100 * policy.healthy_floor:g} %{versus_random}.", evidence)
+    evidence.update(loose_eps=policy.loose_eps, max_group_fraction=policy.max_group_fraction)
+    found = _sweep_duplication(results, result, policy)
+    if found is not None:
+        loose, what = found
+        evidence.update(duplication_eps=loose.eps, duplication_unique=loose.unique,
+                        duplication_largest_group=loose.largest_group)
+        if loose.eps > policy.eps:
+            why = (f"but at eps {loose.eps:g} (cosine > {loose.cosine:.6g}) {what}: near-copies "
+                   f"that eps {policy.eps:g} still counts apart")
+        else:
+            why = f"but {what} at that threshold: one direction dominates the head"
+        return Verdict("partial-collapse", f"{counted}, {why}{versus_random}.", evidence)
     return Verdict("healthy", f"{counted}, at or above the healthy floor of "
                    f"{100 * policy.healthy_floor:g} %{versus_random}.", evidence)

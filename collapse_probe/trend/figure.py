@@ -14,13 +14,17 @@ if TYPE_CHECKING:
 __all__ = ["trend_figure"]
 
 _LINE_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figure:
     """Utilization (percent unique) against epoch, one line per head x eps.
 
-    Colour encodes the threshold, line style the head. ``log_scale`` defaults to a log y axis
-    when the values span more than two decades (collapsed heads sit at 1-2 %).
+    Colour and marker encode the threshold, line style the head. Series often coincide (a head
+    with no near-copies has the same count at eps 0.025 and 0.1), so the tighter threshold is
+    drawn on top, thinner and with a smaller marker, over the looser one's wider line and larger
+    hollow marker: both stay visible. ``log_scale`` defaults to a log y axis when the values
+    span more than two decades (collapsed heads sit at 1-2 %).
     Built on ``matplotlib.figure.Figure`` directly: no pyplot state, no display needed.
     """
     from matplotlib.figure import Figure
@@ -30,7 +34,10 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
     figure = Figure(figsize=(7.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     x = report.x_values()
-    colours = [f"C{i % 10}" for i in range(len(report.thresholds))]
+    from ..report.figures import PALETTE
+
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(report.thresholds))]
+    count = len(report.thresholds)
     positive = []
     for h, head in enumerate(report.heads):
         for t, threshold in enumerate(report.thresholds):
@@ -38,9 +45,10 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
             if np.all(np.isnan(y)):
                 continue
             positive.extend(v for v in y if np.isfinite(v) and v > 0)
-            axes.plot(x, y, marker="o", markersize=3.5, color=colours[t],
-                      linestyle=_LINE_STYLES[h % len(_LINE_STYLES)],
-                      label=plot_text(f"{head}, eps {threshold.eps:g}"))
+            axes.plot(x, y, marker=_MARKERS[t % len(_MARKERS)], markersize=min(12.0, 4.5 + 2.5 * t),
+                      markerfacecolor="none", markeredgewidth=1.5, linewidth=1.4 + 1.8 * t,
+                      color=colours[t], linestyle=_LINE_STYLES[h % len(_LINE_STYLES)],
+                      zorder=3 + count - t, label=plot_text(f"{head}, eps {threshold.eps:g}"))
     if log_scale is None:
         log_scale = bool(positive) and max(positive) / min(positive) > 100.0
     if log_scale:

@@ -209,7 +209,8 @@ def _message(checks: list[PlateauCheck], entries: list[LogEntry], enough: bool) 
     if plateaued:
         first = entries[-plateaued[0].trailing_epochs].epoch
         parts = [f"{c.loss} within {c.tolerance:g} of ln({c.num_prototypes}) = {c.level:.3f} for "
-                 f"the last {c.trailing_epochs} epochs" for c in plateaued]
+                 f"the last {c.trailing_epochs} epoch{'s' * (c.trailing_epochs != 1)}"
+                 for c in plateaued]
         return ("FULL COLLAPSE: " + "; ".join(parts) + f" (since epoch {first}). The outputs are "
                 "uniform over the prototypes; check the teacher temperature and centering.")
     if not enough:

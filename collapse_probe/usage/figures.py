@@ -57,16 +57,25 @@ def usage_by_rank_figure(report: UsageReport) -> Figure:
     mass = np.sort(np.asarray(report.mass, dtype=np.float64))[::-1]
     per_proto = mass[mass > 0]
     palette, _, reference = _palette()
+    # The group curve is drawn dashed over a wider per-prototype line: without duplicates the
+    # two coincide and both must stay visible.
     ax.plot(np.arange(1, per_proto.size + 1), per_proto, drawstyle="steps-post", color=palette[0],
-            label=f"per prototype ({per_proto.size:,} with mass > 0)")
+            linewidth=3.2, label=f"per prototype ({per_proto.size:,} with mass > 0)")
     groups = np.sort(np.asarray(report.group_mass, dtype=np.float64))[::-1]
     groups = groups[groups > 0]
     ax.plot(np.arange(1, groups.size + 1), groups, drawstyle="steps-post", color=palette[3],
+            linewidth=1.5, linestyle="--",
             label=f"per duplicate group at eps {report.eps:g} ({groups.size:,} groups)")
     ax.axhline(1.0 / report.num_prototypes, color=reference, linestyle=":", linewidth=1.2,
                label=f"uniform over K (1/{report.num_prototypes:,})")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from ..report.figures import _log_ticks
+
+    lowest = min(float(per_proto.min()) if per_proto.size else 1.0, 1.0 / report.num_prototypes)
+    _log_ticks(ax.xaxis, 1, max(per_proto.size, 2), steps=(1, 2, 5))
+    _log_ticks(ax.yaxis, lowest, max(float(mass.max()), lowest),
+               steps=(1, 3) if lowest < 1e-4 else (1, 2, 5))
     ax.set_xlabel("rank (1 = most used; log scale)")
     ax.set_ylabel(f"{_what(report)} (log scale)")
     _head(fig, ax, report, "Usage by rank")
@@ -101,6 +110,10 @@ def used_vs_unique_figure(report: UsageReport) -> Figure:
     ax.set_xticks(positions, [b[0] for b in bars], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylim(0.8, report.num_prototypes * 4.0)
+    from ..report.figures import _log_ticks
+
+    _log_ticks(ax.yaxis, 1, report.num_prototypes * 4.0,
+               steps=(1,) if report.num_prototypes > 1e4 else (1, 2, 5))
     ax.set_ylabel("number of prototypes or groups (log scale)")
     _head(fig, ax, report, "Prototypes available, unique, used, effective")
     from matplotlib.patches import Patch
