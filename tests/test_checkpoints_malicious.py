@@ -109,7 +109,7 @@ def _run(command: str, path: Path, folder: Path):
     if command == "audit":
         args = ["audit", str(path), "--json", "-"]
     elif command == "inspect":
-        args = ["inspect", str(path), "--json"]
+        args = ["inspect", str(path), "--json", "-"]
     elif command == "trend":
         args = ["trend", str(path), "--out", str(folder / "trend")]
     elif command == "gate":

@@ -134,11 +134,11 @@ def test_inspect_lists_classes_it_did_not_load(folder, tmp_path):
     shown = invoke(["inspect", "unknown.pth"], tmp_path)
     assert shown.exit_code == 0 and "format dino" in shown.stdout
     assert "not loaded" in shown.stdout and "test_cli_inspect._Config" in shown.stdout
-    as_json = json.loads(invoke(["inspect", "unknown.pth", "--json"], tmp_path).stdout)
+    as_json = json.loads(invoke(["inspect", "unknown.pth", "--json", "-"], tmp_path).stdout)
     assert as_json["replaced_classes"] == ["test_cli_inspect._Config"]
     trusted = invoke(["inspect", "unknown.pth", "--trust-checkpoint"], tmp_path)
     assert trusted.exit_code == 0 and "not loaded" not in trusted.stdout
-    plain = json.loads(invoke(["inspect", "dino.pth", "--json"], folder).stdout)
+    plain = json.loads(invoke(["inspect", "dino.pth", "--json", "-"], folder).stdout)
     assert plain["replaced_classes"] == []
 
 
