@@ -129,8 +129,12 @@ def main() -> None:
     parser.add_argument("--no-sampled", action="store_true", help="skip the sampled mode")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many (interleaved)")
     parser.add_argument("--dense-max", type=int, default=16384, help="largest K for the dense baselines")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 keeps a loaded machine's ratios steadier")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
