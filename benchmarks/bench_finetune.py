@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="finetune's default batch")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     parser.add_argument("--exact", action="store_true", help="also time steps with exact KoLeo-Proto")
+    parser.add_argument("--exact-max", type=int, default=16384,
+                        help="largest K for --exact (one exact step at K = 65536 is minutes on 2 cores)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 keeps a loaded machine's ratios steadier")
     parser.add_argument("--json", default=None)
@@ -82,7 +84,8 @@ def main() -> None:
             views = FeatureViews(features, augmentation=Augmentation(), indices=None,
                                  generator=torch.Generator().manual_seed(0), device="cpu")
             auto, _ = choose_koleo_anchors("auto", student, rows_per_step=args.batch * 2)
-            modes = {"auto": auto} | ({"exact": None} if args.exact and auto is not None else {})
+            exact = args.exact and auto is not None and num <= args.exact_max
+            modes = {"auto": auto} | ({"exact": None} if exact else {})
             for mode, anchors in modes.items():
                 settings = LoopSettings(steps=args.steps + 1, batch_size=args.batch, lr=1e-4, weight_decay=0.0,
                                         koleo_weight=0.1, teacher_momentum=auto_teacher_momentum(args.steps + 1),

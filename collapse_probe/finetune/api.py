@@ -282,7 +282,8 @@ def choose_koleo_anchors(requested: int | str | None, head: Any, *, rows_per_ste
     (batch x views) through a head of P weights (student forward and backward: 3 passes, the
     teacher's forward: 1; 3 passes for one network). Exact when it costs no more than the rest
     of the step; otherwise as many anchors as cost that much (``2 M K D``), at least 256, in
-    multiples of 256.
+    multiples of 256, unless that is half of K or more: sampling then saves little and adds
+    noise, so the search stays exact.
 
     Returns:
         (anchors or None, ``"auto"`` or ``"set"``).
@@ -300,7 +301,7 @@ def choose_koleo_anchors(requested: int | str | None, head: Any, *, rows_per_ste
     if exact <= step:
         return None, "auto"
     anchors = max(256, int(step // (2 * num * dim)) // 256 * 256)
-    return (None if anchors >= num else anchors), "auto"
+    return (None if 2 * anchors >= num else anchors), "auto"
 
 
 def _check_anchors(value: Any) -> None:
