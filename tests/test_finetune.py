@@ -311,10 +311,14 @@ def test_writer_replaces_shared_storage_and_refuses_unknown_tensors() -> None:
 
 
 # -- the teacher shows the repair ----------------------------------------------------------------------
-def test_teacher_shows_the_repair_with_default_momentum(collapsed: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["copy-student", "ema"])
+def test_teacher_shows_the_repair_by_default(collapsed: Path, tmp_path: Path, mode: str) -> None:
+    # the default writes the student as the teacher; the EMA teacher with the default momentum
+    # (suited to the run) also shows the repair on this head
+    kwargs = {} if mode == "copy-student" else {"teacher": "ema"}
     result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=100, batch_size=64,
-                      lr=1e-3, seed=2)
-    assert result.settings["teacher"] == "ema" and result.settings["teacher_momentum_choice"] == "auto"
+                      lr=1e-3, seed=2, **kwargs)
+    assert result.settings["teacher"] == mode and result.settings["teacher_momentum_choice"] == "auto"
     assert result.settings["teacher_momentum"] == pytest.approx(1 - 6 / 100)
     for network in ("teacher", "student"):
         assert result.unique_before[network][0.025] == GROUPS
@@ -327,14 +331,14 @@ def test_teacher_shows_the_repair_with_default_momentum(collapsed: Path, tmp_pat
 def test_dino_default_momentum_lags_behind_on_short_runs(collapsed: Path, tmp_path: Path) -> None:
     # DINO's 0.996 keeps ~80 % of the old teacher over 100 steps: the student repairs, the teacher less
     fixed = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=100, batch_size=64,
-                     lr=1e-3, seed=2, teacher_momentum=0.996)
+                     lr=1e-3, seed=2, teacher_momentum=0.996, teacher="ema")
     assert fixed.settings["teacher_momentum_choice"] == "set"
     assert fixed.unique_after["teacher"][0.025] < fixed.unique_after["student"][0.025]
 
 
 def test_copy_student_teacher(collapsed: Path, tmp_path: Path) -> None:
     result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=40, batch_size=64,
-                      lr=1e-3, teacher="copy-student")
+                      lr=1e-3)  # the default
     assert result.unique_after["teacher"] == result.unique_after["student"]
     new = flat(load_state(tmp_path / "o.pth"))
     for leaf in ("last_layer.weight_v", "mlp.0.weight", "mlp.4.bias"):

@@ -56,8 +56,8 @@ def finetune_command(
     head: Annotated[Optional[str], typer.Option(
         "--head", help="Which head (default: the format's main head, e.g. head, dino_head).")] = None,
     teacher: Annotated[str, typer.Option(
-        "--teacher", help="What the written teacher is: ema (an EMA of the student, momentum "
-                          "suited to --steps) or copy-student (the student itself at the end).")] = "ema",
+        "--teacher", help="What the written teacher is: copy-student (the student at the end, so "
+                          "it carries the repair) or ema (the EMA teacher of the run, which lags).")] = "copy-student",
     teacher_momentum: Annotated[Optional[float], typer.Option(
         "--teacher-momentum", help="Start of the teacher EMA momentum (cosine to 1); default: "
                                    "1 - 6/steps, at most 0.996, so the teacher follows the repair.")] = None,
