@@ -262,7 +262,6 @@ def _decide_groups(unit: torch.Tensor, rows: torch.Tensor, rad2: torch.Tensor, c
     """
     torch = _torch()
     device = unit.device
-    dim = unit.shape[1]
     unit64 = unit.double()
     cand = unit[cols]  # (C, D)
     cand_sq = (cand * cand).sum(dim=1)  # (C,)
