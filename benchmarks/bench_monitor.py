@@ -5,8 +5,10 @@ batch of student and teacher features, DINO's cross-entropy between the centred,
 teacher softmax and the student softmax, backward, and an SGD step. The monitor record: exact
 duplicate count at eps 0.025, the KoLeo value and the teacher statistics of the batch.
 
-Two heads: ``healthy`` (K random directions) and ``collapsed`` (K prototypes in ``--groups``
-groups of near-copies, as released DINO heads: about 1000 unique of 65536).
+Three heads: ``healthy`` (K random directions), ``collapsed`` (K prototypes in ``--groups``
+equal groups of near-copies: about 1000 unique of 65536) and ``zipf``, the realistic collapsed
+head of ``bench_koleo.py`` (one giant group of near-copies 1e-3 apart, 20000 at K = 65536,
+3000 at 16384, K / 5 otherwise, the others Zipf-sized, as released DINO heads).
 
     python benchmarks/bench_monitor.py                      # K = 65536, D = 256, batch 64
     python benchmarks/bench_monitor.py --num-prototypes 8192 --repeats 3
@@ -19,8 +21,13 @@ import json
 import platform
 import time
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_koleo import giant_size, load_average, zipf_head  # noqa: E402
 
 from collapse_probe import PrototypeMonitor, deduplicate
 from collapse_probe.koleo import koleo_proto_loss
@@ -99,14 +106,14 @@ def main() -> None:
     step_s = best_of(max(3, args.repeats), lambda: head_step(student, teacher, opt, feats_s, feats_t, center))
     t_logits = head_step(student, teacher, opt, feats_s, feats_t, center)
     if not args.json:
-        print(f"K={k} D={d} batch={args.batch} threads={torch.get_num_threads()}")
+        print(f"K={k} D={d} batch={args.batch} threads={torch.get_num_threads()} load average {load_average()}")
         print(f"DINO head step (forward teacher+student, loss, backward, SGD): {step_s * 1e3:.1f} ms", flush=True)
 
     results: dict[str, object] = {
         "K": k, "D": d, "batch": args.batch, "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(), "head_step_s": step_s, "heads": {}}
-    for name, groups in (("healthy", None), ("collapsed", args.groups)):
-        weights = planted(k, d, groups)
+    for name, groups in (("healthy", None), ("collapsed", args.groups), ("zipf", None)):
+        weights = zipf_head(k, d, giant_size(k, None)) if name == "zipf" else planted(k, d, groups)
         host = weights.numpy()
         dedup_s = best_of(args.repeats, lambda: deduplicate(host, eps=0.025))
         with torch.no_grad():
@@ -127,8 +134,11 @@ def main() -> None:
                   f"({r['overhead_every_1000_steps']:.1%} overhead at every=1000); with koleo_anchors="
                   f"{args.koleo_anchors}: {sampled_s:.2f} s = {r['sampled_ratio_to_head_step']:.0f} head steps",
                   flush=True)
+    results["load_average_end"] = load_average()
     if args.json:
         print(json.dumps(results))
+    else:
+        print(f"load average at the end {load_average()}")
 
 
 if __name__ == "__main__":

@@ -122,3 +122,30 @@ def test_torchrun_two_processes(files: Path, tmp_path: Path) -> None:
     assert data["settings"]["world_size"] == 2
     assert done.stdout.count("unique prototypes") == 1  # rank 0 only
     assert read_checkpoint(tmp_path / "ddp.pth").heads[0].num_prototypes == 64
+
+
+def test_progress_bar_only_on_a_terminal(files: Path) -> None:
+    args = [str(files / "in.pth"), "--features", str(files / "views.npy"), "--out", str(files / "p.pth"),
+            "--steps", "4", "--batch-size", "16", "--log-every", "100"]
+    plain = runner.invoke(app, ["finetune", *args], env={"COLUMNS": "100"})
+    assert plain.exit_code == 0, plain.output
+    assert "ETA" not in plain.stderr and "steps/s" not in plain.stderr and "s/step" not in plain.stderr
+    # FORCE_COLOR makes rich treat stderr as a terminal
+    tty = runner.invoke(app, ["finetune", *args], env={"COLUMNS": "100", "FORCE_COLOR": "1"})
+    assert tty.exit_code == 0, tty.output
+    assert "fine-tuning" in tty.stderr and "ETA" in tty.stderr and "4/4" in tty.stderr
+    assert "steps/s" in tty.stderr or "s/step" in tty.stderr
+
+
+def test_teacher_choice_and_koleo_search_are_shown(files: Path) -> None:
+    result = run(str(files / "in.pth"), "--features", str(files / "views.npy"), "--out",
+                 str(files / "t.pth"), "--steps", "3", "--batch-size", "16", "--teacher", "copy-student",
+                 "--koleo-anchors", "0", "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["settings"]["teacher"] == "copy-student"
+    assert data["settings"]["koleo_search"] == "exact" and data["settings"]["koleo_anchors_choice"] == "set"
+    assert "KoLeo exact (set), teacher copy-student" in result.stderr
+    bad = run(str(files / "in.pth"), "--features", str(files / "views.npy"), "--out", str(files / "t2.pth"),
+              "--teacher", "nope")
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "teacher" in bad.stderr

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from layouts import (planted_prototypes, write_dino, write_dinov2, write_dinov3, write_esvit, write_ibot,
-                     write_lightly, write_msn, write_sololearn)
+from layouts import (RESNET_DIM, planted_prototypes, write_dino, write_dinov2, write_dinov3, write_esvit,
+                     write_ibot, write_lightly, write_msn, write_sololearn, write_swav)
 
 from collapse_probe import FinetuneResult, deduplicate, finetune
 from collapse_probe.checkpoints import load_state, read_checkpoint
@@ -316,3 +316,161 @@ def test_writer_replaces_shared_storage_and_refuses_unknown_tensors() -> None:
     assert written == ["a.w", "a.twin"] and root["a"]["twin"] is new and root["epoch"] == 3
     with pytest.raises(CheckpointError, match="not found"):
         replace_tensors(root, [(torch.ones(1), torch.ones(1))])
+
+
+# -- the teacher shows the repair ----------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["copy-student", "ema"])
+def test_teacher_shows_the_repair_by_default(collapsed: Path, tmp_path: Path, mode: str) -> None:
+    # the default writes the student as the teacher; the EMA teacher with the default momentum
+    # (suited to the run) also shows the repair on this head
+    kwargs = {} if mode == "copy-student" else {"teacher": "ema"}
+    result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=100, batch_size=64,
+                      lr=1e-3, seed=2, **kwargs)
+    assert result.settings["teacher"] == mode and result.settings["teacher_momentum_choice"] == "auto"
+    assert result.settings["teacher_momentum"] == pytest.approx(1 - 6 / 100)
+    for network in ("teacher", "student"):
+        assert result.unique_before[network][0.025] == GROUPS
+        assert result.unique_after[network][0.025] > GROUPS, network
+    # the audit reads the teacher: the file says so too
+    assert deduplicate(read_checkpoint(tmp_path / "o.pth").heads[0], eps=0.025).unique == \
+        result.unique_after["teacher"][0.025]
+
+
+def test_dino_default_momentum_lags_behind_on_short_runs(collapsed: Path, tmp_path: Path) -> None:
+    # DINO's 0.996 keeps ~80 % of the old teacher over 100 steps: the student repairs, the teacher less
+    fixed = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=100, batch_size=64,
+                     lr=1e-3, seed=2, teacher_momentum=0.996, teacher="ema")
+    assert fixed.settings["teacher_momentum_choice"] == "set"
+    assert fixed.unique_after["teacher"][0.025] < fixed.unique_after["student"][0.025]
+
+
+def test_copy_student_teacher(collapsed: Path, tmp_path: Path) -> None:
+    result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=40, batch_size=64,
+                      lr=1e-3)  # the default
+    assert result.unique_after["teacher"] == result.unique_after["student"]
+    new = flat(load_state(tmp_path / "o.pth"))
+    for leaf in ("last_layer.weight_v", "mlp.0.weight", "mlp.4.bias"):
+        assert torch.equal(new[f"teacher.head.{leaf}"], new[f"student.module.head.{leaf}"]), leaf
+    with pytest.raises(InputError, match="teacher"):
+        finetune(collapsed, clustered_views(), out=tmp_path / "x.pth", steps=1, teacher="student")
+
+
+def test_teacher_only_file_reports_both_networks(tmp_path: Path) -> None:
+    protos, _ = planted_prototypes(8, 4, D, seed=7)
+    path = write_dinov2(tmp_path / "in.pth", prototypes=protos)
+    result = finetune(path, clustered_views(48), out=tmp_path / "o.pth", steps=3, batch_size=16)
+    assert result.networks == ("teacher",) and set(result.unique_before) == {"teacher", "student"}
+
+
+# -- KoLeo-Proto: exact or sampled, chosen from the cost of a step --------------------------------------
+def test_koleo_anchors_auto_choice() -> None:
+    from collapse_probe.finetune.api import choose_koleo_anchors
+
+    def head(num: int, dim: int = 256, hidden: int = 2048, in_dim: int = 384) -> Any:
+        class Head(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.mlp = torch.nn.Sequential(torch.nn.Linear(in_dim, hidden), torch.nn.Linear(hidden, dim))
+                self.last_layer = torch.nn.Linear(dim, num, bias=False)
+
+            def prototype_layer(self) -> Any:
+                return self.last_layer
+
+        return Head()
+
+    # weights P = 384*2048 + 2048 + 2048*256 + 256 + 256 K; step = 8 * rows * P; exact = 2 K^2 D
+    small = head(1024)
+    assert choose_koleo_anchors("auto", small, rows_per_step=512) == (None, "auto")
+    big = head(65536)
+    weights = sum(p.numel() for p in big.parameters())
+    anchors, how = choose_koleo_anchors("auto", big, rows_per_step=512)
+    assert how == "auto" and anchors == (8 * 512 * weights) // (2 * 65536 * 256) // 256 * 256
+    assert 1024 <= anchors < 65536
+    assert choose_koleo_anchors(0, big, rows_per_step=512) == (None, "set")
+    assert choose_koleo_anchors(None, big, rows_per_step=512) == (None, "set")
+    assert choose_koleo_anchors(300, big, rows_per_step=512) == (300, "set")
+
+
+def test_koleo_choice_is_recorded(collapsed: Path, tmp_path: Path) -> None:
+    result = finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", steps=2, batch_size=16)
+    data = result.to_dict()["settings"]
+    assert data["koleo_search"] == "exact" and data["koleo_anchors"] is None
+    assert data["koleo_anchors_choice"] == "auto"
+    forced = finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", steps=2, batch_size=16,
+                      koleo_anchors=64)
+    assert forced.settings["koleo_search"] == "sampled" and forced.settings["koleo_anchors"] == 64
+    with pytest.raises(InputError, match="koleo_anchors"):
+        finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", steps=2, koleo_anchors=-3)
+
+
+# -- SwAV ---------------------------------------------------------------------------------------------
+def test_sinkhorn_codes_by_hand() -> None:
+    from collapse_probe.finetune.objectives import sinkhorn_codes
+
+    # balanced scores: exp(s / eps) = [[e, 1], [1, e]] is already balanced, so codes are its rows
+    a, eps = 0.1, 0.05
+    e = math.exp(a / eps)
+    codes = sinkhorn_codes(torch.tensor([[a, 0.0], [0.0, a]]), epsilon=eps, iterations=3)
+    expected = torch.tensor([[e / (e + 1), 1 / (e + 1)], [1 / (e + 1), e / (e + 1)]])
+    torch.testing.assert_close(codes, expected)
+    # an unbalanced case, iterated by hand: Q = exp(s/eps)^T (K x B), rows to 1/K, columns to 1/B
+    s = [[0.3, 0.1, -0.2], [0.2, 0.0, 0.1]]  # (B=2, K=3)
+    q = [[math.exp(s[b][k] / eps) for b in range(2)] for k in range(3)]
+    total = sum(map(sum, q))
+    q = [[v / total for v in row] for row in q]
+    for _ in range(3):
+        q = [[v / sum(row) / 3 for v in row] for row in q]
+        cols = [sum(q[k][b] for k in range(3)) for b in range(2)]
+        q = [[q[k][b] / cols[b] / 2 for b in range(2)] for k in range(3)]
+    hand = torch.tensor([[q[k][b] * 2 for k in range(3)] for b in range(2)])
+    torch.testing.assert_close(sinkhorn_codes(torch.tensor(s), epsilon=eps, iterations=3), hand)
+    torch.testing.assert_close(hand.sum(dim=1), torch.ones(2))
+
+
+def test_swav_objective_by_hand() -> None:
+    from collapse_probe.finetune.objectives import SwavObjective
+
+    a, b, eps, tau = 0.1, 0.05, 0.05, 0.1
+    view0 = [[a, 0.0], [0.0, a]]
+    view1 = [[0.0, b], [b, 0.0]]
+    scores = torch.tensor([[view0[0], view1[0]], [view0[1], view1[1]]])  # (B=2, V=2, K=2)
+    e, f = math.exp(a / eps), math.exp(b / eps)
+    q0 = [[e / (e + 1), 1 / (e + 1)], [1 / (e + 1), e / (e + 1)]]
+    q1 = [[1 / (f + 1), f / (f + 1)], [f / (f + 1), 1 / (f + 1)]]
+
+    def log_softmax(row: list[float]) -> list[float]:
+        z = math.log(sum(math.exp(v / tau) for v in row))
+        return [v / tau - z for v in row]
+
+    def ce(q: list[list[float]], view: list[list[float]]) -> float:
+        return -sum(sum(qk * lk for qk, lk in zip(q[i], log_softmax(view[i]))) for i in range(2)) / 2
+
+    expected = (ce(q0, view1) + ce(q1, view0)) / 2  # codes of each view predicted from the other
+    loss = SwavObjective(temperature=tau, epsilon=eps, iterations=3)(scores)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # two heads: the mean of each head's loss
+    two = SwavObjective(temperature=tau, epsilon=eps, sizes=[2, 2])(torch.cat([scores, scores.flip(-1)], dim=-1))
+    assert two.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_swav_finetune(tmp_path: Path, heads: int) -> None:
+    sets = [planted_prototypes(8, 8, D, noise=1e-3, seed=20 + i)[0] for i in range(heads)]
+    path = write_swav(tmp_path / "swav.pth", prototypes=sets if heads > 1 else sets[0], container="state_dict")
+    rng = np.random.default_rng(0)
+    centres = 2.0 * rng.standard_normal((16, RESNET_DIM))
+    features = (centres[rng.integers(0, 16, 256)][:, None, :]
+                + 0.3 * rng.standard_normal((256, 2, RESNET_DIM))).astype(np.float32)
+    result = finetune(path, features, out=tmp_path / "o.pth", steps=100, batch_size=64, lr=1e-3)
+    assert result.objective == "swav" and result.networks == ("model",)
+    assert result.settings["prototypes_per_head"] == [64] * heads and result.settings["teacher"] is None
+    assert result.unique_before["model"][0.025] == 8 * heads
+    assert result.unique_after["model"][0.025] > 8 * heads
+    old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
+    assert list(old) == list(new)
+    changed = {k for k in old if isinstance(old[k], torch.Tensor) and not torch.equal(old[k], new[k])}
+    assert changed and all(".projection_head." in k or ".prototypes." in k for k in changed)
+    assert "state_dict.module.projection_head.1.running_mean" not in changed
+    for head in read_checkpoint(tmp_path / "o.pth").heads:
+        # SwAV keeps unit prototypes
+        np.testing.assert_allclose(head.norms, 1.0, atol=1e-5)

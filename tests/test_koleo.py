@@ -163,3 +163,80 @@ def test_cuda_matches_cpu() -> None:
     cpu = float(KoLeoProtoLoss(block_size=64)(w))
     gpu = float(KoLeoProtoLoss(block_size=64)(w.cuda()))
     assert gpu == pytest.approx(cpu, rel=1e-5)
+
+
+# -- exactness on collapsed heads: giant groups, Zipf groups, exact copies ---------------------------
+def grouped_head(sizes: list[int], dim: int, spacing: float, seed: int) -> torch.Tensor:
+    """Groups of near-copies (``spacing`` = typical distance between two members) around random
+    unit centres, one group per entry of ``sizes``, rows shuffled."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(len(sizes), dim, generator=g), dim=1)
+    owner = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    owner = owner[torch.randperm(int(sum(sizes)), generator=g)]
+    return centres[owner] + spacing / (2 * dim) ** 0.5 * torch.randn(len(owner), dim, generator=g)
+
+
+def float64_oracle(unit: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest neighbour and squared distance of every row by brute force: the float64 norm of
+    every difference, no expansion; ties to the smallest index (``argmin``'s first minimum)."""
+    u = unit.double().numpy()
+    num = u.shape[0]
+    index, d2 = np.empty(num, dtype=np.int64), np.empty(num)
+    for start in range(0, num, 128):
+        diff = u[start:start + 128, None, :] - u[None, :, :]
+        sq = np.einsum("bkd,bkd->bk", diff, diff)
+        sq[np.arange(sq.shape[0]), np.arange(start, start + sq.shape[0])] = np.inf
+        index[start:start + 128] = sq.argmin(axis=1)
+        d2[start:start + 128] = sq.min(axis=1)
+    return index, d2
+
+
+ZIPF = [3000] + [max(1, 300 // i) for i in range(1, 40)]  # one giant group, then 300, 150, 100, ...
+
+
+@pytest.mark.parametrize("case", ["giant-1e-3", "giant-1e-6", "exact-copies", "healthy"])
+def test_neighbours_match_float64_oracle(case: str) -> None:
+    if case == "healthy":
+        w = random_weights(1500, 24, 11)
+    else:
+        spacing = 1e-6 if case == "giant-1e-6" else 1e-3
+        w = grouped_head(ZIPF, 24, spacing, seed=12)
+        if case == "exact-copies":
+            w[:400] = w[400]  # 401 exact copies of one row, inside whatever group it is in
+            w[500:510] = w[2000]
+    unit = torch.nn.functional.normalize(w, dim=1)
+    got = nearest_neighbors(unit, block_size=512)
+    index, d2 = float64_oracle(unit)
+    u = unit.double().numpy()
+    diff = u - u[got.numpy()]
+    got_d2 = np.einsum("kd,kd->k", diff, diff)  # summed as the oracle sums
+    # the same distances as the float64 reference, and the same neighbour (these heads have no
+    # two candidates at exactly equal distance, except exact copies: smallest index there too)
+    np.testing.assert_array_equal(got_d2, d2)
+    np.testing.assert_array_equal(got.numpy(), index)
+    if case == "exact-copies":
+        assert (d2[:400] == 0).all() and got[0] == 1 and got[1] == 0 and got[400] == 0
+
+
+def test_giant_group_loss_and_gradient_match_float64() -> None:
+    w = grouped_head(ZIPF, 24, 1e-3, seed=13)
+    unit = torch.nn.functional.normalize(w, dim=1)
+    index, _ = float64_oracle(unit)
+    x = w.clone().requires_grad_(True)
+    loss = koleo_proto_loss(x)
+    loss.backward()
+    # float64 reference of the same definition, through the oracle's neighbours
+    x64 = w.double().requires_grad_(True)
+    u64 = torch.nn.functional.normalize(x64, dim=1)
+    ref = -torch.log((u64 - u64[torch.from_numpy(index)]).norm(dim=1) + 1e-8).mean()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-3, atol=1e-3 * float(x64.grad.abs().max()))
+
+
+def test_sampled_anchors_in_giant_group_match_oracle() -> None:
+    w = grouped_head(ZIPF, 16, 1e-3, seed=14)
+    unit = torch.nn.functional.normalize(w, dim=1)
+    anchors = torch.randperm(unit.shape[0], generator=torch.Generator().manual_seed(0))[:700]
+    index, _ = float64_oracle(unit)
+    assert torch.equal(nearest_neighbors(unit, anchors=anchors), torch.from_numpy(index)[anchors])

@@ -3,9 +3,12 @@ KoLeo-Proto on frozen-backbone features; writes a new checkpoint in the same lay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,12 +56,17 @@ def finetune_command(
     format: Format = None,  # noqa: A002
     head: Annotated[Optional[str], typer.Option(
         "--head", help="Which head (default: the format's main head, e.g. head, dino_head).")] = None,
-    teacher_momentum: Annotated[float, typer.Option(
-        "--teacher-momentum", help="Start of the teacher EMA momentum (cosine to 1).")] = 0.996,
+    teacher: Annotated[str, typer.Option(
+        "--teacher", help="What the written teacher is: copy-student (the student at the end, so "
+                          "it carries the repair) or ema (the EMA teacher of the run, which lags).")] = "copy-student",
+    teacher_momentum: Annotated[Optional[float], typer.Option(
+        "--teacher-momentum", help="Start of the teacher EMA momentum (cosine to 1); default: "
+                                   "1 - 6/steps, at most 0.996, so the teacher follows the repair.")] = None,
     teacher_temp: Annotated[float, typer.Option("--teacher-temp", help="DINO teacher temperature.")] = 0.04,
     koleo_anchors: Annotated[Optional[int], typer.Option(
-        "--koleo-anchors", help="KoLeo-Proto on this many random anchors per step (unbiased, "
-                                "cheaper for large K); all prototypes by default.")] = None,
+        "--koleo-anchors", help="KoLeo-Proto on this many random anchors per step (unbiased); 0: "
+                                "exact over all K. Default: exact unless the exact neighbour search "
+                                "would cost more than the rest of the step.")] = None,
     log_every: Annotated[int, typer.Option("--log-every", help="Print the losses every N steps.")] = 50,
     trust_checkpoint: Trust = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-step lines.")] = False,
@@ -83,11 +91,13 @@ def finetune_command(
             console.print(f"step {step + 1:>6}/{steps}  loss {total:9.4f}  method {method:9.4f}  "
                           f"koleo {koleo:9.4f}", highlight=False, soft_wrap=True)
 
-        result = finetune(path, features, out=out, koleo_weight=koleo_weight, steps=steps,
-                          batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
-                          head=head, trust=trust_checkpoint, teacher_momentum=teacher_momentum,
-                          teacher_temp=teacher_temp, koleo_anchors=koleo_anchors,
-                          log_every=log_every, on_log=on_log)
+        with _progress(steps, quiet=quiet or not rank0) as advance:
+            result = finetune(path, features, out=out, koleo_weight=koleo_weight, steps=steps,
+                              batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
+                              head=head, trust=trust_checkpoint, teacher=teacher,
+                              teacher_momentum=teacher_momentum, teacher_temp=teacher_temp,
+                              koleo_anchors="auto" if koleo_anchors is None else koleo_anchors,
+                              log_every=log_every, on_log=on_log, on_step=advance)
         if not rank0:
             return
         _render(console, result)
@@ -96,6 +106,33 @@ def finetune_command(
 
     run_command(body)
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _progress(steps: int, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr (steps, steps/s, ETA) while stderr is a terminal; yields the
+    per-step callback, or None (no output beyond the step lines) when it is not or ``quiet``."""
+    err = stderr_console()
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = (TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("steps", total=steps, rate="")
+        started = time.perf_counter()
+
+        def advance(step: int) -> None:
+            elapsed = time.perf_counter() - started
+            rate = (step + 1) / elapsed if elapsed > 0 else 0.0
+            text = f"{rate:.2f} steps/s" if rate >= 1 else f"{1 / rate:.1f} s/step" if rate > 0 else ""
+            progress.update(task, completed=step + 1, rate=text)
+
+        yield advance
 
 
 def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneResult
@@ -110,18 +147,26 @@ def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneRe
     table.add_column("eps", justify="right")
     table.add_column("before", justify="right")
     table.add_column("after", justify="right")
-    for network in result.networks:
+    for network in result.unique_before:
+        label = network if network in result.networks else f"{network} (not in the file)"
         for eps, before in result.unique_before[network].items():
             after = result.unique_after[network][eps]
-            table.add_row(network, f"{eps:g}", f"{before} ({before / k:.1%})", f"{after} ({after / k:.1%})")
+            table.add_row(label, f"{eps:g}", f"{before} ({before / k:.1%})", f"{after} ({after / k:.1%})")
     console.print(table)
     loss = result.loss
     console.print(f"loss   {sparkline(list(loss[:, 0]))}  {loss[0, 0]:.4f} -> {loss[-1, 0]:.4f}", highlight=False, soft_wrap=True)
     koleo = [v for v in loss[:, 2] if v == v]
     if koleo:
         console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False, soft_wrap=True)
+    settings = result.settings
+    anchors = settings.get("koleo_anchors")
+    search = "exact" if anchors is None else f"{anchors} sampled anchors"
+    teacher = "" if settings.get("teacher") is None else (
+        f", teacher {settings['teacher']}" + (f" (momentum from {settings['teacher_momentum']:g})"
+                                              if settings["teacher"] == "ema" else ""))
     console.print(f"wrote {terminal(result.out)} ({len(result.written_keys)} head tensors changed, "
-                  f"koleo weight {result.settings['koleo_weight']:g}, {result.settings['steps']} steps)",
+                  f"koleo weight {settings['koleo_weight']:g}, {settings['steps']} steps, KoLeo "
+                  f"{search} ({settings.get('koleo_anchors_choice', 'set')}){teacher})",
                   highlight=False, soft_wrap=True)
 
 

@@ -16,13 +16,18 @@ from ..validation import fail
 from .features import Augmentation, FeatureViews, load_features
 from .result import UTILIZATION_EPS, FinetuneResult
 
-__all__ = ["finetune", "SUPPORTED_FORMATS", "DEFAULT_KOLEO_WEIGHT"]
+__all__ = ["finetune", "SUPPORTED_FORMATS", "DEFAULT_KOLEO_WEIGHT", "TEACHER_MODES", "choose_koleo_anchors"]
 
 log = logging.getLogger(__name__)
 
-#: Formats whose objective is implemented: the DINO loss, or MSN's.
+#: Formats whose objective is implemented: the DINO loss, MSN's, or SwAV's swapped prediction
+#: (DeepCluster-v2 files share SwAV's layout and are read, and fine-tuned, as ``swav``).
 SUPPORTED_FORMATS: tuple[str, ...] = ("dino", "ibot", "esvit", "dinov2", "dinov3", "lightly",
-                                      "solo-learn", "msn")
+                                      "solo-learn", "msn", "swav")
+
+#: ``teacher=`` choices for the written teacher: the student at the end of the run (default), or
+#: the EMA teacher itself. During the run the teacher is an EMA of the student either way.
+TEACHER_MODES: tuple[str, ...] = ("copy-student", "ema")
 
 #: The starting KoLeo-Proto weight. The paper's value could not be read; 0.1 is the weight DINOv2
 #: gives its (feature-space) KoLeo term. On small synthetic collapsed heads it separates every
@@ -46,27 +51,42 @@ def finetune(
     format: str | None = None,  # noqa: A002
     head: str | None = None,
     trust: bool = False,
+    teacher: str = "copy-student",
     teacher_temp: float = 0.04,
     student_temp: float = 0.1,
-    teacher_momentum: float = 0.996,
+    teacher_momentum: float | None = None,
     center_momentum: float = 0.9,
     msn_temperature: float = 0.1,
     msn_sharpen: float = 0.25,
     memax_weight: float = 1.0,
+    swav_temperature: float = 0.1,
+    swav_epsilon: float = 0.05,
+    sinkhorn_iterations: int = 3,
     augmentation: Augmentation | None = None,
     koleo_block_size: int | None = None,
-    koleo_anchors: int | None = None,
+    koleo_anchors: int | str | None = "auto",
     log_every: int = 50,
     on_log: Callable[[int, np.ndarray], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a checkpoint's prototype head (MLP and last layer) and write ``out``.
 
     The backbone is not touched: ``features`` are its outputs. The student head is trained on the
-    method's objective plus ``koleo_weight`` * KoLeo-Proto on its prototypes; the teacher head is
-    an EMA of the student (momentum cosine ``teacher_momentum`` -> 1). DINO-family formats use the
-    DINO loss ([CLS] head only: iBOT's patch loss and EsViT's region loss need tokens; the
+    method's objective plus ``koleo_weight`` * KoLeo-Proto on its prototypes; during the run the
+    teacher head, which gives the targets, is an EMA of the student (momentum cosine
+    ``teacher_momentum`` -> 1; by default a start suited to the run's length, see
+    :func:`~collapse_probe.finetune.loop.auto_teacher_momentum`). The written teacher, which
+    ``audit`` reads, is the student at the end (``teacher="copy-student"``, the default: it
+    carries the repair whenever the student does), or the EMA teacher (``teacher="ema"``: it
+    lags; on ``dino-digits`` over 200 steps its unique count at eps 0.1 went 468 -> 509 while the
+    student's went 324 -> 981). DINO-family formats use
+    the DINO loss ([CLS] head only: iBOT's patch loss and EsViT's region loss need tokens; the
     center starts from ``dino_loss.center`` / ``ibot_loss.center`` when the file has one); MSN
-    uses its prototype loss with mean-entropy maximisation (prototypes shared by both networks).
+    uses its prototype loss with mean-entropy maximisation (prototypes shared by both networks);
+    SwAV (one network, no teacher) its swapped prediction of Sinkhorn-Knopp codes, every set of
+    prototypes at once when the file has several (``prototypes.prototypes<i>``), prototypes
+    re-normalised after every step. DeepCluster-v2 files have SwAV's layout and are fine-tuned
+    with SwAV's objective (DeepCluster-v2's own k-means assignments are not implemented).
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the student is wrapped in DDP, each process draws from
     its shard of the samples, and only rank 0 writes.
 
@@ -81,15 +101,25 @@ def finetune(
         device: ``cpu`` or ``cuda`` (``cuda`` under torchrun means ``cuda:LOCAL_RANK``).
         seed: seeds batch order, augmentation and KoLeo's jitter.
         format: checkpoint format; detected when None.
-        head: which head (default: the format's main head; see :func:`collapse_probe.heads.rebuild_head`).
+        head: which head (default: the format's main head, every set of SwAV prototypes; see
+            :func:`collapse_probe.heads.rebuild_head`).
         trust: unpickle the checkpoint with full pickle (trusted files only).
+        teacher: ``copy-student`` (default) or ``ema``: what the written teacher is.
+        teacher_momentum: start of the EMA momentum; None picks one suited to ``steps``.
         teacher_temp, student_temp, center_momentum: DINO loss settings.
         msn_temperature, msn_sharpen, memax_weight: MSN loss settings.
-        koleo_block_size, koleo_anchors: passed to KoLeo-Proto (memory / sampled mode).
+        swav_temperature, swav_epsilon, sinkhorn_iterations: SwAV loss settings (0.1, 0.05, 3).
+        koleo_block_size: passed to KoLeo-Proto (memory of the neighbour search).
+        koleo_anchors: ``"auto"`` (default): exact KoLeo-Proto unless the exact neighbour search
+            would cost more than the rest of the step, then a sampled estimate on as many
+            anchors as fit that cost (:func:`choose_koleo_anchors`); None or 0: exact; N:
+            N random anchors per step. The choice is recorded in the result's settings.
         log_every: log (and call ``on_log(step, curve_so_far)``) every this many steps.
+        on_step: called with the step index after every step (e.g. a progress bar).
 
     Returns:
-        FinetuneResult with utilization before/after (eps 0.025 and 0.1) and the loss curve.
+        FinetuneResult with utilization before/after (eps 0.025 and 0.1) of both networks and
+        the loss curve.
 
     Raises:
         InputError: bad features, settings, ``out`` equal to the input, unsupported format.
@@ -98,14 +128,20 @@ def finetune(
     import torch
 
     from ..checkpoints import load_state, network_state, read_checkpoint
-    from .loop import distributed_from_env, freeze_unit_gains, train_heads
+    from .loop import auto_teacher_momentum, copy_student, distributed_from_env, freeze_unit_gains, train_heads
 
     source = Path(checkpoint_path)
     target = Path(out)
     _check_paths(source, target)
+    if teacher not in TEACHER_MODES:
+        raise fail("teacher", expected=" or ".join(repr(m) for m in TEACHER_MODES), got=repr(teacher))
+    momentum_given = teacher_momentum is not None
+    if teacher_momentum is None:
+        teacher_momentum = auto_teacher_momentum(steps if isinstance(steps, int) else 1)
     settings = _check_settings(koleo_weight=koleo_weight, steps=steps, batch_size=batch_size, lr=lr,
                                weight_decay=weight_decay, teacher_momentum=teacher_momentum,
                                log_every=log_every)
+    _check_anchors(koleo_anchors)
     augmentation = augmentation or Augmentation()
     array = load_features(features)
     torch_device = _device(device)
@@ -124,23 +160,31 @@ def finetune(
                          f"implemented): supported formats are {', '.join(SUPPORTED_FORMATS)}.")
     obj = load_state(source, trust=trust)
     teacher_state, student_state = _network_states(obj, fmt, network_state)
+    one_network = fmt == "swav"  # SwAV trains one network: no teacher, no EMA
 
     from ..heads import rebuild_head
 
+    head_names = _swav_heads(checkpoint, head) if fmt == "swav" else [head]
+
     def build(state: Mapping[str, Any]) -> Any:
+        if fmt == "swav":
+            from ..heads.model import HeadSet
+
+            return HeadSet([rebuild_head(state, format=fmt, head=name) for name in head_names])
         return rebuild_head(state, format=fmt, head=head, temperature=msn_temperature)
 
-    teacher = build(teacher_state)
+    teacher_head = build(teacher_state)
     # Without a student in the file, it starts as a copy of the teacher (rebuilt, not deep-copied:
     # old weight-norm modules cannot be deep-copied).
-    student = build(student_state if student_state is not None else teacher_state)
+    student = teacher_head if one_network else build(student_state if student_state is not None else teacher_state)
     if fmt == "msn":
-        student.prototype_matrix = teacher.prototype_matrix  # one set, trained by gradient
-    _check_dims(teacher, student, array)
+        student.prototype_matrix = teacher_head.prototype_matrix  # one set, trained by gradient
+    _check_dims(teacher_head, student, array)
     frozen_gain = freeze_unit_gains(student)
+    names = ("model",) if one_network else ("teacher", "student")
 
-    before = {"teacher": _unique(teacher)}
-    if student_state is not None:
+    before = {names[0]: _unique(teacher_head)}
+    if not one_network:
         before["student"] = _unique(student)
 
     dist = distributed_from_env(torch_device)
@@ -152,39 +196,53 @@ def finetune(
     views = FeatureViews(array, augmentation=augmentation, indices=shard, generator=generator,
                          device=torch_device)
     student.to(torch_device)
-    teacher.to(torch_device)
+    teacher_head.to(torch_device)
+    num_views = array.shape[1] if array.ndim == 3 else augmentation.num_views
+    anchors, anchor_choice = choose_koleo_anchors(
+        koleo_anchors, student, rows_per_step=min(batch_size, int(views.data.shape[0])) * num_views,
+        one_network=one_network)
     if fmt == "msn":
         from .objectives import MsnObjective
 
         objective: Any = MsnObjective(sharpen=msn_sharpen, memax_weight=memax_weight)
+    elif fmt == "swav":
+        from .objectives import SwavObjective
+
+        objective = SwavObjective(temperature=swav_temperature, epsilon=swav_epsilon,
+                                  iterations=sinkhorn_iterations, sizes=student.sizes)
+        objective.after_step = _normalise_prototypes  # type: ignore[attr-defined]
     else:
         from .objectives import DinoObjective
 
         center = checkpoint.extras.get("center")
-        if center is not None and center.shape[-1] != teacher.num_prototypes:
+        if center is not None and center.shape[-1] != teacher_head.num_prototypes:
             center = None
         objective = DinoObjective(None if center is None else torch.from_numpy(np.asarray(center)),
-                                  num_prototypes=teacher.num_prototypes, teacher_temp=teacher_temp,
+                                  num_prototypes=teacher_head.num_prototypes, teacher_temp=teacher_temp,
                                   student_temp=student_temp, center_momentum=center_momentum,
                                   device=torch_device)
     koleo_generator = torch.Generator().manual_seed(seed + 1)
-    curve = train_heads(student, teacher, objective, views, settings, dist=dist,
-                        koleo_options={"block_size": koleo_block_size, "num_anchors": koleo_anchors,
+    curve = train_heads(student, teacher_head, objective, views, settings, dist=dist,
+                        koleo_options={"block_size": koleo_block_size, "num_anchors": anchors,
                                        "generator": koleo_generator},
-                        on_log=on_log if dist.rank == 0 else None)
+                        on_log=on_log if dist.rank == 0 else None,
+                        on_step=on_step if dist.rank == 0 else None)
+    if teacher == "copy-student" and not one_network:
+        copy_student(teacher_head, student)
     student.cpu()
-    teacher.cpu()
-    after = {"teacher": _unique(teacher)}
-    if student_state is not None:
+    teacher_head.cpu()
+    after = {names[0]: _unique(teacher_head)}
+    if not one_network:
         after["student"] = _unique(student)
 
-    networks = ("teacher",) if student_state is None else ("teacher", "student")
+    # the networks the file holds (a teacher-only file gets the teacher back)
+    networks = names[:1] if one_network or student_state is None else names
     written: list[str] = []
     if dist.rank == 0:
         from .writer import replace_tensors, save_checkpoint
 
-        pairs = _replacements(teacher, teacher_state, fmt)
-        if student_state is not None:
+        pairs = _replacements(teacher_head, teacher_state, fmt)
+        if student_state is not None and not one_network:
             pairs += _replacements(student, student_state, fmt)
         from ..checkpoints.sniff import sniff
 
@@ -198,24 +256,90 @@ def finetune(
     run_settings = {
         "koleo_weight": koleo_weight, "steps": steps, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "device": str(torch_device.type), "seed": seed,
-        "world_size": dist.world_size, "teacher_momentum": teacher_momentum,
+        "world_size": dist.world_size, "teacher": None if one_network else teacher,
+        "teacher_momentum": None if one_network else teacher_momentum,
+        "teacher_momentum_choice": None if one_network else ("set" if momentum_given else "auto"),
         "frozen_unit_gain": frozen_gain, "feature_shape": list(array.shape),
         "augmentation": None if array.ndim == 3 else {
             "num_views": augmentation.num_views, "noise_std": augmentation.noise_std,
             "feature_drop": augmentation.feature_drop},
-        "koleo_block_size": koleo_block_size, "koleo_anchors": koleo_anchors,
+        "koleo_block_size": koleo_block_size, "koleo_anchors": anchors,
+        "koleo_search": "exact" if anchors is None else "sampled", "koleo_anchors_choice": anchor_choice,
     }
     if fmt == "msn":
         run_settings |= {"temperature": msn_temperature, "sharpen": msn_sharpen, "memax_weight": memax_weight}
+    elif fmt == "swav":
+        run_settings |= {"temperature": swav_temperature, "epsilon": swav_epsilon,
+                         "sinkhorn_iterations": sinkhorn_iterations, "heads": list(head_names),
+                         "prototypes_per_head": student.sizes}
     else:
         run_settings |= {"teacher_temp": teacher_temp, "student_temp": student_temp,
                          "center_momentum": center_momentum,
                          "center_from_checkpoint": checkpoint.extras.get("center") is not None}
+    objective_name = {"msn": "msn", "swav": "swav"}.get(fmt, "dino")
     return FinetuneResult(
         checkpoint=source, out=target if dist.rank == 0 else None, format=fmt,
-        head=teacher.spec.name, objective="msn" if fmt == "msn" else "dino",
-        num_prototypes=teacher.num_prototypes, networks=networks, settings=run_settings,
-        unique_before=before, unique_after=after, loss=curve, written_keys=tuple(written))
+        head=teacher_head.spec.name if not one_network or len(head_names) == 1 else ",".join(head_names),
+        objective=objective_name, num_prototypes=teacher_head.num_prototypes, networks=networks,
+        settings=run_settings, unique_before=before, unique_after=after, loss=curve,
+        written_keys=tuple(written))
+
+
+def choose_koleo_anchors(requested: int | str | None, head: Any, *, rows_per_step: int,
+                         one_network: bool = False) -> tuple[int | None, str]:
+    """The KoLeo-Proto anchors per step: None (exact) or a sample size, and how it was chosen.
+
+    ``"auto"`` compares floating-point work. The exact search costs about ``2 K^2 D`` per step
+    (every prototype against every other); the rest of the step about ``8 R P`` for R rows
+    (batch x views) through a head of P weights (student forward and backward: 3 passes, the
+    teacher's forward: 1; 3 passes for one network). Exact when it costs no more than the rest
+    of the step; otherwise as many anchors as cost that much (``2 M K D``), at least 256, in
+    multiples of 256, unless that is half of K or more: sampling then saves little and adds
+    noise, so the search stays exact.
+
+    Returns:
+        (anchors or None, ``"auto"`` or ``"set"``).
+    """
+    if requested != "auto":
+        return (None if not requested else int(requested)), "set"
+    layers = head.prototype_layers() if callable(getattr(head, "prototype_layers", None)) else [head.prototype_layer()]
+    from ..koleo import prototype_weight
+
+    shapes = [tuple(prototype_weight(layer).shape) for layer in layers]
+    weights = sum(p.numel() for p in head.parameters())
+    step = (3 if one_network else 4) * 2 * rows_per_step * weights
+    num, dim = max(shapes)
+    exact = 2 * num * num * dim
+    if exact <= step:
+        return None, "auto"
+    anchors = max(256, int(step // (2 * num * dim)) // 256 * 256)
+    return (None if 2 * anchors >= num else anchors), "auto"
+
+
+def _check_anchors(value: Any) -> None:
+    if value is None or value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise fail("koleo_anchors", expected="'auto', None, 0 (exact) or a positive number of anchors",
+                   got=repr(value))
+
+
+def _swav_heads(checkpoint: Any, head: str | None) -> list[str]:
+    names = [h.name for h in checkpoint.heads]
+    if head is not None:
+        if head not in names:
+            raise InputError(f"--head {head}: this SwAV checkpoint has {', '.join(names)}.")
+        return [head]
+    return names
+
+
+def _normalise_prototypes(head: Any) -> None:
+    # SwAV keeps unit prototypes: every step starts from normalised rows (main_swav.py)
+    import torch
+
+    with torch.no_grad():
+        for layer in head.prototype_layers():
+            layer.weight.copy_(torch.nn.functional.normalize(layer.weight, dim=1, p=2))
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -301,12 +425,17 @@ def _check_dims(teacher: Any, student: Any, array: np.ndarray) -> None:
 
 
 def _unique(head: Any) -> dict[float, int]:
+    """Unique prototypes at :data:`UTILIZATION_EPS`; summed over the sets of a SwAV head set."""
     from ..dedup import sweep
     from ..types import PrototypeSet
 
-    matrix = head.prototypes().detach().cpu().float().numpy()
-    results = sweep(PrototypeSet.from_array(matrix, name=head.spec.name), eps=UTILIZATION_EPS)
-    return {r.eps: r.unique for r in results}
+    parts = list(head.heads) if hasattr(head, "heads") else [head]
+    totals: dict[float, int] = {}
+    for part in parts:
+        matrix = part.prototypes().detach().cpu().float().numpy()
+        for r in sweep(PrototypeSet.from_array(matrix, name=part.spec.name), eps=UTILIZATION_EPS):
+            totals[r.eps] = totals.get(r.eps, 0) + r.unique
+    return totals
 
 
 def _replacements(head: Any, state: Mapping[str, Any], fmt: str) -> list[tuple[Any, Any]]:

@@ -19,7 +19,7 @@ from ..koleo import koleo_proto_loss
 from .features import FeatureViews
 
 __all__ = ["LoopSettings", "train_heads", "teacher_momentum_at", "freeze_unit_gains",
-           "Distributed", "distributed_from_env"]
+           "Distributed", "distributed_from_env", "auto_teacher_momentum", "copy_student", "koleo_layers"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def freeze_unit_gains(head: PrototypeHead) -> bool:
     Returns:
         Whether the gain was frozen.
     """
-    layer = head.last_layer
+    layer = getattr(head, "last_layer", None)
     if layer is None:
         return False
     gain = getattr(layer, "weight_g", None)
@@ -99,53 +99,104 @@ def _ema(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
         t_param.mul_(momentum).add_(s_param.detach(), alpha=1.0 - momentum)
 
 
+def koleo_layers(head: nn.Module) -> list[Any]:
+    """The prototype layers KoLeo-Proto acts on: one per set of prototypes."""
+    if callable(getattr(head, "prototype_layers", None)):
+        return list(head.prototype_layers())
+    return [head.prototype_layer()]
+
+
 def train_heads(student: PrototypeHead, teacher: PrototypeHead, objective: Callable[..., torch.Tensor],
                 views: FeatureViews, settings: LoopSettings, *, dist: Distributed,
                 koleo_options: dict[str, Any] | None = None,
-                on_log: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+                on_log: Callable[[int, np.ndarray], None] | None = None,
+                on_step: Callable[[int], None] | None = None) -> np.ndarray:
     """Run ``settings.steps`` optimisation steps; the heads are updated in place.
+
+    ``teacher`` may be ``student`` itself (SwAV: one network, targets from its own detached
+    outputs, no EMA). An objective with an ``after_step(student)`` method has it called after
+    every optimiser step (SwAV re-normalises its prototypes). ``on_step(step)`` is called after
+    every step (progress display); ``on_log(step, curve)`` every ``log_every`` steps.
 
     Returns:
         (steps, 3) float64: total loss, method loss, KoLeo-Proto value (NaN when not computed).
     """
     koleo_options = koleo_options or {}
+    one_network = teacher is student
     student.train()
-    teacher.eval()
-    for param in teacher.parameters():
-        if not any(param is p for p in student.parameters()):
-            param.requires_grad_(False)
+    if not one_network:
+        teacher.eval()
+        for param in teacher.parameters():
+            if not any(param is p for p in student.parameters()):
+                param.requires_grad_(False)
     model: nn.Module = student
     if dist.active:
-        device_ids = [student.prototypes().device.index] if student.prototypes().is_cuda else None
+        first = next(iter(student.parameters()))
+        device_ids = [first.device.index] if first.is_cuda else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    after_step = getattr(objective, "after_step", None)
+    if after_step is not None:
+        after_step(student)  # SwAV normalises before the first step too
+    layers = koleo_layers(student)
     curve = np.full((settings.steps, 3), np.nan)
     for step in range(settings.steps):
         x = views.batch(settings.batch_size)  # (B, V, d)
         b, v, d = x.shape
         flat = x.reshape(b * v, d)
         s_logits = model(flat).reshape(b, v, -1)
-        with torch.no_grad():
-            t_logits = teacher(flat).reshape(b, v, -1)
+        if one_network:
+            t_logits = s_logits.detach()
+        else:
+            with torch.no_grad():
+                t_logits = teacher(flat).reshape(b, v, -1)
         method = objective(s_logits, t_logits)
+        del t_logits
         total = method
         koleo_value = None
         logging_step = step % settings.log_every == 0 or step == settings.steps - 1
         if settings.koleo_weight > 0:
-            koleo_value = koleo_proto_loss(student.prototype_layer(), **koleo_options)
+            koleo_value = _koleo(layers, koleo_options)
             total = method + settings.koleo_weight * koleo_value
         elif logging_step:
             with torch.no_grad():
-                koleo_value = koleo_proto_loss(student.prototype_layer(), **koleo_options)
+                koleo_value = _koleo(layers, koleo_options)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        _ema(teacher, student, teacher_momentum_at(step, settings.steps, settings.teacher_momentum))
+        if after_step is not None:
+            after_step(student)
+        if not one_network:
+            _ema(teacher, student, teacher_momentum_at(step, settings.steps, settings.teacher_momentum))
         curve[step] = (total.item(), method.item(), np.nan if koleo_value is None else koleo_value.item())
+        if on_step is not None:
+            on_step(step)
         if logging_step:
             log.info("step %d/%d loss %.4f method %.4f koleo %.4f", step + 1, settings.steps, *curve[step])
             if on_log is not None:
                 on_log(step, curve[: step + 1])
     student.eval()
     return curve
+
+
+def _koleo(layers: list[Any], options: dict[str, Any]) -> torch.Tensor:
+    # one term per set of prototypes, averaged (SwAV's several heads)
+    values = [koleo_proto_loss(layer, **options) for layer in layers]
+    return values[0] if len(values) == 1 else torch.stack(values).mean()
+
+
+@torch.no_grad()
+def copy_student(teacher: nn.Module, student: nn.Module) -> None:
+    """Make the teacher's parameters equal to the student's (``teacher="copy-student"``)."""
+    _ema(teacher, student, 0.0)
+
+
+def auto_teacher_momentum(steps: int) -> float:
+    """A starting EMA momentum suited to a run of ``steps`` steps.
+
+    Under the cosine schedule from m0 to 1 the teacher keeps about ``exp(-(1 - m0) * steps / 2)``
+    of its starting weights; ``m0 = 1 - 6 / steps`` makes that exp(-3) = 5 %, so a repair the
+    student makes reaches the teacher. Capped at DINO's 0.996 for long runs, floored at 0.5.
+    """
+    return float(min(0.996, max(0.5, 1.0 - 6.0 / max(steps, 1))))

@@ -16,7 +16,7 @@ from ..errors import CheckpointError
 from .build import build_last_layer, build_mlp, load_exact
 from .spec import HeadSpec, default_head, head_spec
 
-__all__ = ["PrototypeHead", "rebuild_head"]
+__all__ = ["PrototypeHead", "HeadSet", "rebuild_head"]
 
 #: Epsilon of the L2 normalisation before the last layer (``F.normalize``'s default, as in the
 #: DINO/iBOT/DINOv2 float32 heads).
@@ -190,3 +190,54 @@ def _check_shapes(head: PrototypeHead, spec: HeadSpec) -> None:
     if out_dim is not None and out_dim != dim:
         raise CheckpointError(f"the head MLP under {spec.mlp_prefix} outputs {out_dim} dimensions "
                               f"but the prototypes under {spec.last_prefix} have {dim}.")
+
+
+class HeadSet(nn.Module):
+    """Several prototype heads on one shared MLP, trained together: SwAV's multiple sets of
+    prototypes (``nmb_prototypes`` a list: ``prototypes.prototypes<i>``).
+
+    ``forward`` returns the heads' logits side by side, (N, sum of K_i), in the order of
+    ``heads``; ``sizes`` gives each head's K_i. The first head's MLP is used by all of them.
+    """
+
+    def __init__(self, heads: list[PrototypeHead]) -> None:
+        super().__init__()
+        if not heads:
+            raise CheckpointError("no prototype heads to fine-tune.")
+        for head in heads[1:]:
+            head.mlp = heads[0].mlp  # one projection, as in the checkpoint
+        self.heads = nn.ModuleList(heads)
+        self.spec = heads[0].spec
+
+    def train(self, mode: bool = True) -> HeadSet:
+        for head in self.heads:
+            head.train(mode)
+        self.training = mode
+        return self
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        z = nn.functional.normalize(self.heads[0].embed(features), dim=-1, p=2, eps=NORMALIZE_EPS)
+        return torch.cat([head.last_layer(z) for head in self.heads], dim=-1)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [head.num_prototypes for head in self.heads]
+
+    @property
+    def num_prototypes(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def mlp(self) -> nn.Module:
+        return self.heads[0].mlp
+
+    def prototype_layers(self) -> list[nn.Module | torch.Tensor]:
+        """Each head's last layer, for KoLeo-Proto (one term per set of prototypes)."""
+        return [head.prototype_layer() for head in self.heads]
+
+    def to_state(self, prefix_map: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
+        """Every head's tensors under their checkpoint keys (the shared MLP once)."""
+        out: dict[str, torch.Tensor] = {}
+        for head in self.heads:
+            out.update(head.to_state(prefix_map))
+        return out
