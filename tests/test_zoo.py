@@ -5,15 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from layouts import planted_prototypes, write_dino
+from zoo_server import ZooServer, server  # noqa: F401 - the fixture
 
 from collapse_probe.checkpoints import FORMATS, read_checkpoint
 from collapse_probe.errors import DownloadError, InputError
@@ -94,54 +92,6 @@ def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- downloads
 
-class _Server:
-    """A real HTTP server on 127.0.0.1: ``routes[path] = (body, mode)``, mode ``ok`` or ``short``
-    (announces the full Content-Length, sends half, closes). Counts hits per path."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[bytes, str]] = {}
-        self.hits: dict[str, int] = {}
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                path = urlsplit(self.path).path
-                server.hits[path] = server.hits.get(path, 0) + 1
-                if path not in server.routes:
-                    self.send_error(404, "Not Found")
-                    return
-                body, mode = server.routes[path]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "application/octet-stream")
-                self.end_headers()
-                self.wfile.write(body if mode == "ok" else body[:len(body) // 2])
-                self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = _Server()
-    yield srv
-    srv.close()
-
-
 @pytest.fixture(scope="module")
 def checkpoint_bytes(tmp_path_factory) -> bytes:
     prototypes = planted_prototypes(8, 2, 16, seed=4)[0]
@@ -149,7 +99,7 @@ def checkpoint_bytes(tmp_path_factory) -> bytes:
                       form="plain").read_bytes()
 
 
-def _entry(server: _Server, body: bytes, **changes: object) -> dict[str, ZooEntry]:
+def _entry(server: ZooServer, body: bytes, **changes: object) -> dict[str, ZooEntry]:
     server.routes["/tiny/checkpoint.pth"] = (body, "ok")
     entry = ZooEntry(name="tiny_dino", family="dino", arch="ViT-T/16", dataset="ImageNet-1K",
                      num_prototypes=16, dim=16, url=server.url("/tiny/checkpoint.pth"),

@@ -9,12 +9,9 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,87 +20,10 @@ from collapse_probe.output import is_temp_name
 from collapse_probe.torchfile import check_torch_file
 from collapse_probe.zoo import ZooEntry, cached_path, fetch
 from layouts import planted_prototypes, write_dino
+from zoo_server import PATH, ZooServer, server  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
-PATH = "/tiny/checkpoint.pth"
 
-
-class _Server:
-    """``routes[path] = (body, mode)``; modes: ok, stall (headers, then nothing), drip (one byte
-    every 0.3 s), unsized-short (no Content-Length, half the body, close), slow (the body in 8
-    pieces 0.1 s apart), redirect-ftp (a 302 to ftp://). Counts hits per path."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[bytes, str]] = {}
-        self.hits: dict[str, int] = {}
-        self.stop = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                path = urlsplit(self.path).path
-                server.hits[path] = server.hits.get(path, 0) + 1
-                body, mode = server.routes[path]
-                try:
-                    self._serve(body, mode)
-                except OSError:  # the client gave up: expected in the stall tests
-                    pass
-                self.close_connection = True
-
-            def _serve(self, body: bytes, mode: str) -> None:
-                if mode == "redirect-ftp":
-                    self.send_response(302)
-                    self.send_header("Location", "ftp://127.0.0.1/c.pth")  # urllib would follow
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                if mode != "unsized-short":
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if mode == "ok":
-                    self.wfile.write(body)
-                elif mode == "unsized-short":
-                    self.wfile.write(body[:len(body) // 2])
-                elif mode == "stall":
-                    server.stop.wait(30)
-                elif mode == "drip":
-                    for byte in body:
-                        if server.stop.wait(0.3):
-                            return
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                elif mode == "slow":
-                    step = -(-len(body) // 8)
-                    for i in range(0, len(body), step):
-                        self.wfile.write(body[i:i + step])
-                        self.wfile.flush()
-                        time.sleep(0.1)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = PATH) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = _Server()
-    yield srv
-    srv.close()
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +33,7 @@ def body(tmp_path_factory) -> bytes:
                       form="plain").read_bytes()
 
 
-def _registry(server: _Server, body: bytes, mode: str = "ok", **changes: object) -> dict[str, ZooEntry]:
+def _registry(server: ZooServer, body: bytes, mode: str = "ok", **changes: object) -> dict[str, ZooEntry]:
     """An entry without a recorded size or checksum, as 28 of the 29 real ones."""
     server.routes[PATH] = (body, mode)
     entry = ZooEntry(name="tiny_dino", family="dino", arch="ViT-T/16", dataset="ImageNet-1K",
