@@ -46,7 +46,7 @@ class ZooEntry:
 
     Attributes:
         name: the zoo name users type (``dino_vits16``).
-        family: its checkpoint format (``dino``, ``ibot``, ``msn``, ``esvit``).
+        family: its checkpoint family (a :data:`collapse_probe.families.FAMILIES` name).
         arch: backbone (``ViT-S/16``).
         dataset: pretraining data.
         num_prototypes: K of its main head.
@@ -71,6 +71,11 @@ class ZooEntry:
     paper_unique: int | None = None
     notes: str = ""
     sha256_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        from .families import family
+
+        family(self.family)  # a zoo entry names one of the checkpoint families
 
     @property
     def verification(self) -> str:

@@ -27,7 +27,6 @@ from layouts import (
 )
 
 from collapse_probe.checkpoints import (
-    FORMATS,
     inspect_checkpoint,
     load_prototypes,
     load_state,
@@ -35,6 +34,7 @@ from collapse_probe.checkpoints import (
     read_checkpoint,
 )
 from collapse_probe.checkpoints.keys import strip_wrappers
+from collapse_probe.families import FORMATS
 
 K, D = 24, 16
 

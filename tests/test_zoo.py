@@ -13,7 +13,8 @@ import pytest
 from layouts import planted_prototypes, write_dino
 from zoo_server import ZooServer, server  # noqa: F401 - the fixture
 
-from collapse_probe.checkpoints import FORMATS, read_checkpoint
+from collapse_probe.checkpoints import read_checkpoint
+from collapse_probe.families import FORMATS
 from collapse_probe.errors import DownloadError, InputError
 from collapse_probe.zoo import ZOO, ZOO_ENTRIES, ZooEntry, cached_path, fetch, get_entry, zoo_dir
 

@@ -9,14 +9,13 @@ distinct head. Torch is imported only when a file is actually loaded.
 from __future__ import annotations
 
 from .loading import SAFE_GLOBALS, load_state
-from .model import FORMATS, FORMS, NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
+from .model import FORMS, NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
 from .reader import inspect_checkpoint, load_prototypes, network_state, read_checkpoint
 
 __all__ = [
     "Checkpoint",
     "CheckpointInfo",
     "HeadInfo",
-    "FORMATS",
     "FORMS",
     "NETWORKS",
     "SAFE_GLOBALS",

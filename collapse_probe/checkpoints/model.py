@@ -11,12 +11,7 @@ import numpy as np
 
 from ..types import PrototypeSet
 
-__all__ = ["Checkpoint", "CheckpointInfo", "HeadInfo", "FORMATS", "NETWORKS", "FORMS"]
-
-#: Checkpoint layouts the loader understands. ``key`` reads an explicit tensor path; ``array``
-#: a raw ``.npy`` / ``.npz`` / ``.pt`` tensor.
-FORMATS: tuple[str, ...] = ("dino", "ibot", "esvit", "msn", "dinov2", "dinov3", "lightly",
-                            "solo-learn", "swav", "key", "array")
+__all__ = ["Checkpoint", "CheckpointInfo", "HeadInfo", "NETWORKS", "FORMS"]
 
 #: Which copy of the model to read.
 NETWORKS: tuple[str, ...] = ("teacher", "student")
@@ -33,7 +28,7 @@ class Checkpoint:
 
     Attributes:
         path: the file.
-        format: one of :data:`FORMATS`.
+        format: one of :data:`collapse_probe.families.FORMATS`.
         network: ``teacher``, ``student``, or ``""`` where the file has no networks (raw
             arrays, key mode outside a network, SwAV, lightly heads without a role in their name).
         heads: one :class:`PrototypeSet` per distinct head; a head stored twice (iBOT's shared

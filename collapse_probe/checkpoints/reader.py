@@ -10,15 +10,14 @@ from typing import Any
 
 from ..errors import CheckpointError, InputError, NoPrototypesError
 from ..types import PrototypeSet
-from .adapters.base import Adapter, Selection
+from .. import families
 from .arrays import is_array_like, read_array
 from .diagnose import no_prototypes
 from .keymode import normalise_keys, resolve_key
 from .keys import flatten, is_tensor
 from .layers import read_layers
 from .loading import Loaded, read_object, unsafe_message
-from .model import FORMATS, NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
-from .registry import ADAPTERS, adapter_for, detect
+from .model import NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
 
 __all__ = ["read_checkpoint", "load_prototypes", "inspect_checkpoint", "network_state",
            "check_options", "summaries"]
@@ -28,8 +27,8 @@ log = logging.getLogger(__name__)
 
 def check_options(format: str | None, network: str) -> None:  # noqa: A002
     """Raise :class:`InputError` for an unknown format or network."""
-    if format is not None and format not in FORMATS:
-        raise InputError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}.")
+    if format is not None and format not in families.FORMATS:
+        raise InputError(f"unknown format {format!r}: expected one of {', '.join(families.FORMATS)}.")
     if network not in NETWORKS:
         raise InputError(f"unknown network {network!r}: expected one of {', '.join(NETWORKS)}.")
 
@@ -41,7 +40,7 @@ def read_checkpoint(path: Path | str, *, format: str | None = None, network: str
     Args:
         path: a checkpoint (``.pth``, ``.pth.tar``, ``.ckpt``, ``.pt``) or a raw ``.npy`` /
             ``.npz`` array file.
-        format: one of ``FORMATS``; None detects it from the file's layout.
+        format: one of ``families.FORMATS``; None detects it from the file's layout.
         network: ``teacher`` (default) or ``student``.
         key: an explicit key path to the prototypes (a tensor or a layer prefix, dots between
             nested dicts); with a family ``format`` it is looked up inside the chosen network.
@@ -103,7 +102,7 @@ def network_state(state: Mapping[str, Any], *, format: str, network: str) -> dic
         ``prototypes`` tensor).
     """
     check_options(format, network)
-    return adapter_for(format).network(state, network)
+    return families.family(format).network(state, network)
 
 
 def _read(path: Path, *, format: str | None, network: str, key: str | None,  # noqa: A002
@@ -158,24 +157,24 @@ def _read_loaded(path: Path, loaded: Loaded, *, format: str | None, network: str
         if key is None:
             raise InputError("format 'key' needs --key <path> naming the prototypes.")
         return _read_key(path, obj, key), top_keys
-    adapter = adapter_for(format) if format is not None else detect(obj)
-    if adapter is None:
+    family = families.family(format) if format is not None else families.detect(obj)
+    if family is None:
         raise no_prototypes(path, obj)
-    if format is not None and not adapter.detect(obj):
-        raise _no_heads(path, obj, adapter, network)
-    log.info("%s: reading as %s (%s)", path, adapter.format, network)
+    if format is not None and not family.detect(obj):
+        raise _no_heads(path, obj, family, network)
+    log.info("%s: reading as %s (%s)", path, family.name, network)
     if key is not None:
-        selection = Selection(state=normalise_keys(adapter.network(obj, network)),
+        selection = families.Selection(state=normalise_keys(family.network(obj, network)),
                               network=network, key_prefix=f"{network}.")
         layers = (resolve_key(selection.state, key, where=f"the {network} of {path}"),)
     else:
-        selection = adapter.select(obj, network)
-        layers = adapter.heads(selection.state)
+        selection = family.select(obj, network)
+        layers = family.heads(selection.state)
     if not layers:
-        raise _no_heads(path, obj, adapter, network)
+        raise _no_heads(path, obj, family, network)
     read = read_layers(selection.state, layers, key_prefix=selection.key_prefix)
-    return Checkpoint(path=path, format=adapter.format, network=selection.network,
-                      heads=tuple(h for h, _ in read), extras=adapter.extras(obj),
+    return Checkpoint(path=path, format=family.name, network=selection.network,
+                      heads=tuple(h for h, _ in read), extras=family.extras(obj),
                       forms={h.name: form for h, form in read}, notes=selection.notes), top_keys
 
 
@@ -189,15 +188,15 @@ def _read_key(path: Path, state: Mapping[str, Any], key: str) -> Checkpoint:
                       forms={head.name: form})
 
 
-def _no_heads(path: Path, state: Mapping[str, Any], adapter: Adapter, network: str) -> NoPrototypesError:
-    detected = detect(state)
-    if detected is not None and detected is not adapter:
+def _no_heads(path: Path, state: Mapping[str, Any], family: families.Family, network: str) -> NoPrototypesError:
+    detected = families.detect(state)
+    if detected is not None and detected is not family:
         return NoPrototypesError(
-            f"no {adapter.format} heads in {path}: it looks like a {detected.format} checkpoint "
-            f"(pass --format {detected.format} or leave --format out).")
-    return no_prototypes(path, state, expected=f"the {adapter.format} layout ({adapter.summary})")
+            f"no {family.name} heads in {path}: it looks like a {detected.name} checkpoint "
+            f"(pass --format {detected.name} or leave --format out).")
+    return no_prototypes(path, state, expected=f"the {family.name} layout ({family.summary})")
 
 
 def summaries() -> dict[str, str]:
     """format -> where its prototypes live (for docs and help texts)."""
-    return {adapter.format: adapter.summary for adapter in ADAPTERS}
+    return {family.name: family.summary for family in families.FAMILIES}

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, InputError, UnsafeCheckpointError
+from ..families import FAMILIES, family
 from ..validation import fail
 from .features import Augmentation, FeatureViews, load_features
 from .result import UTILIZATION_EPS, FinetuneResult
@@ -20,10 +21,10 @@ __all__ = ["finetune", "SUPPORTED_FORMATS", "DEFAULT_KOLEO_WEIGHT", "TEACHER_MOD
 
 log = logging.getLogger(__name__)
 
-#: Formats whose objective is implemented: the DINO loss, MSN's, or SwAV's swapped prediction
-#: (DeepCluster-v2 files share SwAV's layout and are read, and fine-tuned, as ``swav``).
-SUPPORTED_FORMATS: tuple[str, ...] = ("dino", "ibot", "esvit", "dinov2", "dinov3", "lightly",
-                                      "solo-learn", "msn", "swav")
+#: Formats whose objective is implemented: every family's (the DINO loss, MSN's, or SwAV's
+#: swapped prediction; DeepCluster-v2 files share SwAV's layout and are read, and fine-tuned, as
+#: ``swav``).
+SUPPORTED_FORMATS: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 
 #: ``teacher=`` choices for the written teacher: the student at the end of the run (default), or
 #: the EMA teacher itself. During the run the teacher is an EMA of the student either way.
@@ -159,15 +160,16 @@ def finetune(
         raise InputError(f"fine-tuning {fmt} checkpoints is not supported (its objective is not "
                          f"implemented): supported formats are {', '.join(SUPPORTED_FORMATS)}.")
     obj = load_state(source, trust=trust)
+    objective_name = family(fmt).objective
     teacher_state, student_state = _network_states(obj, fmt, network_state)
-    one_network = fmt == "swav"  # SwAV trains one network: no teacher, no EMA
+    one_network = family(fmt).one_network  # SwAV trains one network: no teacher, no EMA
 
     from ..heads import rebuild_head
 
-    head_names = _swav_heads(checkpoint, head) if fmt == "swav" else [head]
+    head_names = _swav_heads(checkpoint, head) if objective_name == "swav" else [head]
 
     def build(state: Mapping[str, Any]) -> Any:
-        if fmt == "swav":
+        if objective_name == "swav":
             from ..heads.model import HeadSet
 
             return HeadSet([rebuild_head(state, format=fmt, head=name) for name in head_names])
@@ -177,7 +179,7 @@ def finetune(
     # Without a student in the file, it starts as a copy of the teacher (rebuilt, not deep-copied:
     # old weight-norm modules cannot be deep-copied).
     student = teacher_head if one_network else build(student_state if student_state is not None else teacher_state)
-    if fmt == "msn":
+    if objective_name == "msn":
         student.prototype_matrix = teacher_head.prototype_matrix  # one set, trained by gradient
     _check_dims(teacher_head, student, array)
     frozen_gain = freeze_unit_gains(student)
@@ -201,11 +203,11 @@ def finetune(
     anchors, anchor_choice = choose_koleo_anchors(
         koleo_anchors, student, rows_per_step=min(batch_size, int(views.data.shape[0])) * num_views,
         one_network=one_network)
-    if fmt == "msn":
+    if objective_name == "msn":
         from .objectives import MsnObjective
 
         objective: Any = MsnObjective(sharpen=msn_sharpen, memax_weight=memax_weight)
-    elif fmt == "swav":
+    elif objective_name == "swav":
         from .objectives import SwavObjective
 
         objective = SwavObjective(temperature=swav_temperature, epsilon=swav_epsilon,
@@ -266,9 +268,9 @@ def finetune(
         "koleo_block_size": koleo_block_size, "koleo_anchors": anchors,
         "koleo_search": "exact" if anchors is None else "sampled", "koleo_anchors_choice": anchor_choice,
     }
-    if fmt == "msn":
+    if objective_name == "msn":
         run_settings |= {"temperature": msn_temperature, "sharpen": msn_sharpen, "memax_weight": memax_weight}
-    elif fmt == "swav":
+    elif objective_name == "swav":
         run_settings |= {"temperature": swav_temperature, "epsilon": swav_epsilon,
                          "sinkhorn_iterations": sinkhorn_iterations, "heads": list(head_names),
                          "prototypes_per_head": student.sizes}
@@ -276,7 +278,6 @@ def finetune(
         run_settings |= {"teacher_temp": teacher_temp, "student_temp": student_temp,
                          "center_momentum": center_momentum,
                          "center_from_checkpoint": checkpoint.extras.get("center") is not None}
-    objective_name = {"msn": "msn", "swav": "swav"}.get(fmt, "dino")
     return FinetuneResult(
         checkpoint=source, out=target if dist.rank == 0 else None, format=fmt,
         head=teacher_head.spec.name if not one_network or len(head_names) == 1 else ",".join(head_names),
@@ -392,11 +393,6 @@ def _network_states(obj: Mapping[str, Any], fmt: str, network_state: Callable[..
         student: dict | None = network_state(obj, format=fmt, network="student")
     except CheckpointError:
         student = None
-    if fmt == "msn":
-        prototypes = obj.get("prototypes")
-        teacher = {**teacher, "prototypes": prototypes}
-        if student is not None:
-            student = {**student, "prototypes": prototypes}
     if student is not None and _same_objects(teacher, student):
         student = None  # one network only (e.g. a lightly head without a role in its name)
     return teacher, student

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .spec import HeadSpec, default_head, head_spec
+from ..families import HeadSpec, default_head, head_spec
 
 __all__ = ["rebuild_head", "PrototypeHead", "HeadSpec", "head_spec", "default_head"]
 

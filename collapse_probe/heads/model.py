@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .build import build_last_layer, build_mlp, load_exact
-from .spec import HeadSpec, default_head, head_spec
+from ..families import HeadSpec, default_head, head_spec
 
 __all__ = ["PrototypeHead", "HeadSet", "rebuild_head"]
 
@@ -152,7 +152,7 @@ def rebuild_head(state: Mapping[str, Any], *, format: str, head: str | None = No
     mlp, mlp_keys = build_mlp(state, spec.mlp_prefix, activation=spec.activation) if spec.mlp_prefix else (None, {})
     dtypes = {original: state[original].dtype for original in mlp_keys.values()}
     if spec.logits == "cosine":
-        # MSN keeps its prototypes at the top level of the file, outside the network state:
+        # MSN keeps its prototypes at the top level of the file (``network_state`` adds them):
         # without them the head can still embed (forward and prototypes() then raise).
         matrix = state.get(spec.last_prefix, prototypes)
         last: nn.Module | torch.Tensor | None = None

@@ -79,9 +79,7 @@ def _head_embed(path: Path, *, fmt: str, network: str, head: str, trust: bool,
 
     full = load_state(path, trust=trust)
     state = network_state(full, format=fmt, network=network)
-    # MSN keeps its prototypes at the top level, outside the encoder.
-    extra = {"prototypes": full.get("prototypes")} if fmt == "msn" else {}
-    module = rebuild_head(state, format=fmt, head=head, **extra).eval().to(device)
+    module = rebuild_head(state, format=fmt, head=head).eval().to(device)
     linears = [m for m in module.mlp.modules() if isinstance(m, torch.nn.Linear)]
     in_dim = int(linears[0].in_features) if linears else 0  # 0: no MLP, features are the bottleneck
 

@@ -5,15 +5,15 @@ found. When the names say ``teacher`` / ``student``, the network picks among the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...errors import CheckpointError
-from ..layers import LastLayer, find_last_layer
-from .base import Adapter, Selection
+from ..errors import CheckpointError
+from ..checkpoints.layers import LastLayer, find_last_layer
+from .base import Family, HeadSpec, Selection
 from .common import lightning_prefix, lightning_state
 
-__all__ = ["ADAPTER", "head_attrs"]
+__all__ = ["FAMILY", "head_attrs"]
 
 _LAST_LAYER = re.compile(
     r"^(.+)\.last_layer\.(weight_g|weight_v|parametrizations\.weight\.original[01]|weight)$")
@@ -58,10 +58,24 @@ def _heads(state: Mapping[str, Any]) -> tuple[LastLayer, ...]:
     return tuple(layer for layer in found if layer is not None)
 
 
-ADAPTER = Adapter(
-    format="lightly",
+def _head_spec(head: str, keys: Sequence[str]) -> HeadSpec:
+    # ``DINOProjectionHead``: ``<attr>.layers`` (Linear [BatchNorm1d] GELU ... Linear, bias-free
+    # Linear layers before a BatchNorm) and ``<attr>.last_layer``.
+    return HeadSpec("lightly", head, f"{head}.layers", f"{head}.last_layer")
+
+
+def _find_main_head(keys: Sequence[str]) -> str | None:
+    # the attribute name is the user's own: the first ``<attr>.last_layer`` among the keys
+    return next((key.split(".last_layer.")[0] for key in keys if ".last_layer." in key), None)
+
+
+FAMILY = Family(
+    name="lightly",
     summary="<attr>.last_layer.weight_g/_v for any attribute name, optionally under state_dict",
     detect=_detect,
     select=_select,
     heads=_heads,
+    head_spec=_head_spec,
+    main_head="student_head",
+    find_main_head=_find_main_head,
 )

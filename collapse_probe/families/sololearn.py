@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from ...errors import CheckpointError
-from .base import Adapter, Selection
-from .common import has_layer, heads_at, lightning_prefix, lightning_state
+from ..errors import CheckpointError
+from .base import Family, HeadSpec, Selection
+from .common import dino_head_spec, has_layer, heads_at, lightning_prefix, lightning_state
 
-__all__ = ["ADAPTER"]
+__all__ = ["FAMILY"]
 
 _MOMENTUM = "momentum_"
 HEADS = (("head", "head.last_layer"),)
@@ -42,11 +42,20 @@ def _select(state: Mapping[str, Any], network: str) -> Selection:
                      key_prefix=f"{lightning_prefix(state)}{momentum}")
 
 
-ADAPTER = Adapter(
-    format="solo-learn",
+def _head_spec(head: str, keys: Sequence[str]) -> HeadSpec:
+    if head == "momentum_head":
+        # network states from ``network_state`` already read momentum_head.* as head.*
+        prefix = "momentum_head" if any(str(k).startswith("momentum_head.") for k in keys) else "head"
+        return HeadSpec("solo-learn", head, f"{prefix}.mlp", f"{prefix}.last_layer")
+    return dino_head_spec(head, keys, format="solo-learn")
+
+
+FAMILY = Family(
+    name="solo-learn",
     summary="Lightning state_dict: momentum_head.last_layer (teacher), head.last_layer (student)",
     detect=_detect,
     select=_select,
     heads=partial(heads_at, named_prefixes=HEADS),
+    head_spec=_head_spec,
     network_state=_network_state,
 )

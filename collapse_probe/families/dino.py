@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from .base import Adapter
+from .base import Family
 from .common import (
+    dino_head_spec,
     extracted_network,
     has_layer,
     heads_at,
@@ -16,7 +17,7 @@ from .common import (
     teacher_student,
 )
 
-__all__ = ["ADAPTER", "first_network"]
+__all__ = ["FAMILY", "first_network"]
 
 HEADS = (("head", "head.last_layer"),)
 
@@ -32,11 +33,12 @@ def _detect(state: Mapping[str, Any]) -> bool:
     return net is not None and has_layer(net, "head.last_layer")
 
 
-ADAPTER = Adapter(
-    format="dino",
+FAMILY = Family(
+    name="dino",
     summary="top-level teacher/student, backbone.* + head.last_layer (weight norm or plain)",
     detect=_detect,
     select=partial(teacher_student, format="dino"),
     heads=partial(heads_at, named_prefixes=HEADS),
+    head_spec=partial(dino_head_spec, format="dino"),
     extras=partial(loss_centers, loss_key="dino_loss", names=("center",)),
 )

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from functools import partial
 
-from .base import Adapter
-from .common import heads_at, teacher_student
+from .base import Family
+from .common import dino_head_spec, heads_at, teacher_student
 from .dinov2 import HEADS, detect_form
 
-__all__ = ["ADAPTER"]
+__all__ = ["FAMILY"]
 
-ADAPTER = Adapter(
-    format="dinov3",
+FAMILY = Family(
+    name="dinov3",
     summary='{"teacher": {backbone.*, dino_head.*, ibot_head.*}}, plain last layers',
     detect=partial(detect_form, plain=True),
     select=partial(teacher_student, format="dinov3"),
     heads=partial(heads_at, named_prefixes=HEADS),
+    head_spec=partial(dino_head_spec, format="dinov3"),
+    main_head="dino_head",
 )

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..layers import LastLayer, find_last_layer
-from .base import Adapter, Selection
+from ..checkpoints.layers import LastLayer, find_last_layer
+from .base import Family, HeadSpec, Selection
 from .common import lightning_prefix, lightning_state
 
-__all__ = ["ADAPTER"]
+__all__ = ["FAMILY"]
 
 _MULTI = re.compile(r"^prototypes\.(prototypes\d+)\.weight$")
 
@@ -33,10 +33,20 @@ def _select(state: Mapping[str, Any], network: str) -> Selection:
     return Selection(state=lightning_state(state), network="", key_prefix=lightning_prefix(state))
 
 
-ADAPTER = Adapter(
-    format="swav",
+def _head_spec(head: str, keys: Sequence[str]) -> HeadSpec:
+    # ``projection_head`` (Linear BatchNorm1d ReLU Linear, or one Linear), L2 normalisation, then
+    # the plain ``prototypes`` Linear, or MultiPrototypes' ``prototypes.prototypes<i>``
+    last = head if head == "prototypes" else f"prototypes.{head}"
+    return HeadSpec("swav", head, "projection_head", last, activation="relu")
+
+
+FAMILY = Family(
+    name="swav",
     summary="prototypes.weight (plain linear, module. prefix), optionally under state_dict",
     detect=_detect,
     select=_select,
     heads=_heads,
+    head_spec=_head_spec,
+    objective="swav",
+    main_head="prototypes",
 )

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from ..layers import find_last_layer
-from .base import Adapter
-from .common import heads_at, teacher_student
+from ..checkpoints.layers import find_last_layer
+from .base import Family
+from .common import dino_head_spec, heads_at, teacher_student
 from .dino import first_network
 
-__all__ = ["ADAPTER", "HEADS", "detect_form"]
+__all__ = ["FAMILY", "HEADS", "detect_form"]
 
 HEADS = (("dino_head", "dino_head.last_layer"), ("ibot_head", "ibot_head.last_layer"))
 
@@ -26,10 +26,12 @@ def detect_form(state: Mapping[str, Any], *, plain: bool) -> bool:
     return layer is not None and (layer.form == "plain") == plain
 
 
-ADAPTER = Adapter(
-    format="dinov2",
+FAMILY = Family(
+    name="dinov2",
     summary='{"teacher": {backbone.*, dino_head.*, ibot_head.*}}, weight-norm last layers',
     detect=partial(detect_form, plain=False),
     select=partial(teacher_student, format="dinov2"),
     heads=partial(heads_at, named_prefixes=HEADS),
+    head_spec=partial(dino_head_spec, format="dinov2"),
+    main_head="dino_head",
 )

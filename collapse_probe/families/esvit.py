@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from .base import Adapter
-from .common import extracted_network, has_layer, heads_at, loss_centers, teacher_student
+from .base import Family
+from .common import dino_head_spec, extracted_network, has_layer, heads_at, loss_centers, teacher_student
 from .dino import first_network
 
-__all__ = ["ADAPTER"]
+__all__ = ["FAMILY"]
 
 HEADS = (("head", "head.last_layer"), ("head_dense", "head_dense.last_layer"))
 
@@ -30,11 +30,12 @@ def _detect(state: Mapping[str, Any]) -> bool:
         k.startswith("backbone.") for k in net) and any(not k.startswith("head.") for k in net)
 
 
-ADAPTER = Adapter(
-    format="esvit",
+FAMILY = Family(
+    name="esvit",
     summary="top-level teacher/student, head.last_layer and head_dense.last_layer (no backbone. prefix)",
     detect=_detect,
     select=partial(teacher_student, format="esvit"),
     heads=partial(heads_at, named_prefixes=HEADS),
+    head_spec=partial(dino_head_spec, format="esvit"),
     extras=partial(loss_centers, loss_key="dino_loss", names=("center", "center_grid")),
 )

@@ -3,15 +3,15 @@ shared by both networks; ``target_encoder`` (teacher) and, in training files, ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...errors import CheckpointError
-from ..keys import clean_state, is_tensor
-from ..layers import LastLayer, raw_layer
-from .base import Adapter, Selection
+from ..errors import CheckpointError
+from ..checkpoints.keys import clean_state, is_tensor
+from ..checkpoints.layers import LastLayer, raw_layer
+from .base import Family, HeadSpec, Selection
 
-__all__ = ["ADAPTER", "ENCODERS"]
+__all__ = ["FAMILY", "ENCODERS"]
 
 #: network -> top-level key of its encoder.
 ENCODERS = {"teacher": "target_encoder", "student": "encoder"}
@@ -41,14 +41,26 @@ def _network_state(state: Mapping[str, Any], network: str) -> dict[str, Any]:
         raise CheckpointError(
             f"this MSN checkpoint has no {ENCODERS[network]!r} ({network}); released files hold "
             "only 'target_encoder': pass --network teacher.")
-    return clean_state(encoder)
+    # The head is the encoder's ``fc`` projection plus the top-level prototypes, shared by both
+    # networks: the network's state holds them, so its head can be rebuilt from it alone.
+    prototypes = state.get("prototypes")
+    return {**clean_state(encoder), **({"prototypes": prototypes} if is_tensor(prototypes) else {})}
 
 
-ADAPTER = Adapter(
-    format="msn",
+def _head_spec(head: str, keys: Sequence[str]) -> HeadSpec:
+    # the encoder's ``fc`` projection (fc1 [bn1] GELU fc2 [bn2] GELU fc3) and the top-level
+    # prototypes; logits ``normalize(z) @ normalize(prototypes).T / temperature``
+    return HeadSpec("msn", "prototypes", "fc", "prototypes", logits="cosine")
+
+
+FAMILY = Family(
+    name="msn",
     summary="top-level prototypes [K, D] (shared), target_encoder / encoder",
     detect=_detect,
     select=_select,
     heads=_heads,
+    head_spec=_head_spec,
+    objective="msn",
+    main_head="prototypes",
     network_state=_network_state,
 )

@@ -1,19 +1,20 @@
-"""Pieces several adapters share: teacher/student top levels, Lightning state dicts, loss centers."""
+"""Pieces several families share: teacher/student top levels, Lightning state dicts, loss
+centers, and the head layout of DINO-style heads."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ...errors import CheckpointError
-from ..keys import clean_state, is_tensor
-from ..layers import LastLayer, find_last_layer
-from .base import Selection
+from ..checkpoints.keys import clean_state, is_tensor
+from ..checkpoints.layers import LastLayer, find_last_layer
+from ..errors import CheckpointError
+from .base import HeadSpec, Selection
 
 __all__ = ["teacher_student", "extracted_network", "network_dict", "lightning_state",
-           "lightning_prefix", "loss_centers", "heads_at", "has_layer"]
+           "lightning_prefix", "loss_centers", "heads_at", "has_layer", "dino_head_spec"]
 
 
 def network_dict(state: Mapping[str, Any], network: str) -> dict[str, Any] | None:
@@ -88,3 +89,10 @@ def loss_centers(state: Mapping[str, Any], loss_key: str,
         return {}
     return {name: loss[name].detach().float().numpy().reshape(-1)
             for name in names if is_tensor(loss.get(name))}
+
+
+def dino_head_spec(head: str, keys: Sequence[str], *, format: str) -> HeadSpec:  # noqa: A002
+    """A DINO-style head: ``<head>.mlp`` (one Linear, or Linear [BatchNorm1d] GELU ... Linear)
+    and ``<head>.last_layer``; logits ``last_layer(normalize(mlp(x)))`` (DINO, iBOT, EsViT,
+    DINOv2, DINOv3, solo-learn; DINO ResNet-50's ``head.mlp.1`` is a BatchNorm1d)."""
+    return HeadSpec(format, head, f"{head}.mlp", f"{head}.last_layer")

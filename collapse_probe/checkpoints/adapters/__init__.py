@@ -1,1 +1,0 @@
-"""One small adapter per checkpoint family; :mod:`..registry` orders them for detection."""
