@@ -1,6 +1,6 @@
 """Time fine-tuning steps of a DINO head on the CPU: healthy and collapsed prototypes.
 
-One step is what ``collapse-probe finetune`` runs per step (``collapse_probe.finetune.loop``): a
+One step is what ``collapse-probe finetune`` runs per step (``collapse_probe.repair.loop``): a
 batch of V views of B frozen-backbone features through the student head (MLP in -> 2048 -> 2048
 -> 256, GELU, weight-norm last layer 256 -> K) and the teacher head, DINO's loss (centering,
 sharpening, cross-entropy between views), KoLeo-Proto on the student's prototypes, backward,
@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_koleo import giant_size, load_average, zipf_head  # noqa: E402
 
-from collapse_probe.finetune.api import choose_koleo_anchors  # noqa: E402
-from collapse_probe.finetune.features import Augmentation, FeatureViews  # noqa: E402
-from collapse_probe.finetune.loop import Distributed, LoopSettings, auto_teacher_momentum, train_heads  # noqa: E402
-from collapse_probe.finetune.objectives import DinoObjective  # noqa: E402
+from collapse_probe.repair.api import choose_koleo_anchors  # noqa: E402
+from collapse_probe.repair.features import Augmentation, FeatureViews  # noqa: E402
+from collapse_probe.repair.loop import Distributed, LoopSettings, auto_teacher_momentum, train_heads  # noqa: E402
+from collapse_probe.repair.objectives import DinoObjective  # noqa: E402
 from collapse_probe.heads import rebuild_head  # noqa: E402
 
 

@@ -38,18 +38,20 @@ Design:
   gradient averaging leaves the gradient unchanged. In sampled mode each rank draws its own
   anchors (seed ranks differently, or share ``generator`` seeds, as you prefer): the averaged
   gradient is then an estimate over more anchors.
+
+This module imports torch; ``import collapse_probe`` does not import this module until
+``collapse_probe.KoLeoProtoLoss`` is first used.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from .validation import describe, fail
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["KoLeoProtoLoss", "prototype_weight", "nearest_neighbors", "koleo_proto_loss"]
 
@@ -57,12 +59,6 @@ log = logging.getLogger(__name__)
 
 #: Scores held in memory per block when ``block_size`` is not given (64 MiB of float32).
 _BLOCK_BUDGET = 1 << 24
-
-
-def _torch() -> Any:
-    import torch
-
-    return torch
 
 
 def prototype_weight(weight_or_layer: Any) -> torch.Tensor:
@@ -73,7 +69,6 @@ def prototype_weight(weight_or_layer: Any) -> torch.Tensor:
     refreshed by its forward hook), one wrapped by ``torch.nn.utils.parametrizations.weight_norm``,
     a plain ``nn.Linear``, or a raw (K, D) tensor / ``nn.Parameter``.
     """
-    torch = _torch()
     if isinstance(weight_or_layer, torch.Tensor):
         weight = weight_or_layer
     elif isinstance(weight_or_layer, torch.nn.Module):
@@ -139,7 +134,6 @@ def nearest_neighbors(unit: torch.Tensor, *, anchors: torch.Tensor | None = None
         (M,) int64 index of each anchor's nearest neighbour under Euclidean distance; ties go to
         the smallest index.
     """
-    torch = _torch()
     num, dim = unit.shape
     device = unit.device
     if anchors is None:
@@ -206,7 +200,6 @@ def nearest_neighbors(unit: torch.Tensor, *, anchors: torch.Tensor | None = None
 
 def _exact_copies(unit: torch.Tensor) -> torch.Tensor:
     """(K,) int64: for each row, the smallest index of another bitwise-equal row, or -1."""
-    torch = _torch()
     num = unit.shape[0]
     index = torch.arange(num, device=unit.device)
     _, inverse = torch.unique(unit, dim=0, return_inverse=True)  # (K,) class of each row
@@ -233,7 +226,6 @@ def _refine_few(unit: torch.Tensor, rows: torch.Tensor, candidates: torch.Tensor
     Returns:
         (R,) int64 nearest candidate; ties go to the smallest index.
     """
-    torch = _torch()
     num_rows, width = candidates.shape
     d2 = torch.empty(num_rows, width, dtype=torch.float64, device=unit.device)
     chunk = max(1, _BLOCK_BUDGET // (2 * width * max(unit.shape[1], 1)))
@@ -260,7 +252,6 @@ def _decide_groups(unit: torch.Tensor, rows: torch.Tensor, rad2: torch.Tensor, c
     Returns:
         (R,) int64 nearest neighbours; ties go to the smallest index.
     """
-    torch = _torch()
     device = unit.device
     unit64 = unit.double()
     cand = unit[cols]  # (C, D)
@@ -292,7 +283,6 @@ def _decide_group(unit: torch.Tensor, unit64: torch.Tensor, rows: torch.Tensor, 
     """Decide the group of one leader (``rows[first]``) exactly; marks its members done in ``left``
     and writes their neighbours into ``out``. ``d2``: (C,) the leader's float32 squared distances
     to the candidates ``cols``."""
-    torch = _torch()
     device = unit.device
     dim = unit.shape[1]
     # float64 rounding of d^2 from re-centred coordinates: gamma_(D+2) * (|x| + |y|)^2, doubled
@@ -352,7 +342,6 @@ def _refine(unit: torch.Tensor, rows: torch.Tensor, score: torch.Tensor, floor: 
         floor: (R,) the lowest score still a candidate.
         columns: (C,) int64, sorted; ``arange(K)`` when None.
     """
-    torch = _torch()
     num_rows, dim = rows.shape[0], unit.shape[1]
     pair_row, pair_c = (score >= floor[:, None]).nonzero(as_tuple=True)  # (P,), (P,) row-major
     pair_col = pair_c if columns is None else columns[pair_c]
@@ -379,7 +368,6 @@ def koleo_proto_loss(weight_or_layer: Any, *, delta: float = 1e-8, block_size: i
     Returns:
         0-dim float32 tensor (float64 if the weights are float64), differentiable.
     """
-    torch = _torch()
     weight = prototype_weight(weight_or_layer)
     num = weight.shape[0]
     if not (delta >= 0 and math.isfinite(delta)):
@@ -420,58 +408,41 @@ def koleo_proto_loss(weight_or_layer: Any, *, delta: float = 1e-8, block_size: i
         return -torch.log(dist + delta).mean()
 
 
-def _build_module_class() -> Any:
-    torch = _torch()
+class KoLeoProtoLoss(torch.nn.Module):
+    """KoLeo-Proto loss on the prototypes of a head.
 
-    class KoLeoProtoLoss(torch.nn.Module):
-        """KoLeo-Proto loss on the prototypes of a head.
+    Args (keyword-only):
+        delta: added to each nearest-neighbour distance inside the log (default 1e-8): caps
+            the loss of an exact duplicate at ``-log(delta)`` = 18.4.
+        block_size: anchors scored at once in the neighbour search (memory ``block_size`` x K
+            scores); default: 64 MiB of scores (256 rows at K = 65536).
+        num_anchors: when set, a random subset of this many anchors per call (an unbiased
+            estimate of the mean); all prototypes remain candidate neighbours.
+        jitter: distance by which an anchor whose neighbour is an exact copy is shifted
+            (random direction, no gradient) so the copies get finite, opposite gradients and
+            separate. 0 disables it.
+        generator: optional CPU ``torch.Generator`` for the anchor sample and the jitter.
 
-        Args (keyword-only):
-            delta: added to each nearest-neighbour distance inside the log (default 1e-8): caps
-                the loss of an exact duplicate at ``-log(delta)`` = 18.4.
-            block_size: anchors scored at once in the neighbour search (memory ``block_size`` x K
-                scores); default: 64 MiB of scores (256 rows at K = 65536).
-            num_anchors: when set, a random subset of this many anchors per call (an unbiased
-                estimate of the mean); all prototypes remain candidate neighbours.
-            jitter: distance by which an anchor whose neighbour is an exact copy is shifted
-                (random direction, no gradient) so the copies get finite, opposite gradients and
-                separate. 0 disables it.
-            generator: optional CPU ``torch.Generator`` for the anchor sample and the jitter.
+    ``forward(weight_or_layer)`` takes a weight-norm (old or parametrized) or plain
+    ``nn.Linear`` last layer, or a raw (K, D) tensor/Parameter, and returns a 0-dim float32
+    tensor (float64 for float64 weights). Under autocast it still computes in float32.
+    """
 
-        ``forward(weight_or_layer)`` takes a weight-norm (old or parametrized) or plain
-        ``nn.Linear`` last layer, or a raw (K, D) tensor/Parameter, and returns a 0-dim float32
-        tensor (float64 for float64 weights). Under autocast it still computes in float32.
-        """
+    def __init__(self, *, delta: float = 1e-8, block_size: int | None = None,
+                 num_anchors: int | None = None, jitter: float = 1e-6,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.delta = float(delta)
+        self.block_size = block_size
+        self.num_anchors = num_anchors
+        self.jitter = float(jitter)
+        self.generator = generator
 
-        def __init__(self, *, delta: float = 1e-8, block_size: int | None = None,
-                     num_anchors: int | None = None, jitter: float = 1e-6,
-                     generator: torch.Generator | None = None) -> None:
-            super().__init__()
-            self.delta = float(delta)
-            self.block_size = block_size
-            self.num_anchors = num_anchors
-            self.jitter = float(jitter)
-            self.generator = generator
+    def forward(self, weight_or_layer: Any) -> torch.Tensor:
+        return koleo_proto_loss(weight_or_layer, delta=self.delta, block_size=self.block_size,
+                                num_anchors=self.num_anchors, jitter=self.jitter,
+                                generator=self.generator)
 
-        def forward(self, weight_or_layer: Any) -> torch.Tensor:
-            return koleo_proto_loss(weight_or_layer, delta=self.delta, block_size=self.block_size,
-                                    num_anchors=self.num_anchors, jitter=self.jitter,
-                                    generator=self.generator)
-
-        def extra_repr(self) -> str:
-            return (f"delta={self.delta:g}, block_size={self.block_size}, "
-                    f"num_anchors={self.num_anchors}, jitter={self.jitter:g}")
-
-    KoLeoProtoLoss.__module__ = __name__
-    KoLeoProtoLoss.__qualname__ = "KoLeoProtoLoss"  # importable by name (pickling, repr)
-    return KoLeoProtoLoss
-
-
-def __getattr__(name: str) -> Any:
-    # The nn.Module subclass needs torch to exist: it is defined on first use, so importing this
-    # module (and ``collapse_probe``) stays free of torch.
-    if name == "KoLeoProtoLoss":
-        cls = _build_module_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def extra_repr(self) -> str:
+        return (f"delta={self.delta:g}, block_size={self.block_size}, "
+                f"num_anchors={self.num_anchors}, jitter={self.jitter:g}")

@@ -44,7 +44,7 @@ def test_watch_of_a_missing_folder_is_exit_2(tmp_path):
 
 
 def test_ctrl_c_prints_a_summary_writes_the_trend_and_exits_0(tmp_path, monkeypatch):
-    from collapse_probe.trend.watch import Watcher
+    from collapse_probe.runs.watch import Watcher
 
     run = tmp_path / "run"
     run.mkdir()

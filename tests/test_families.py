@@ -23,7 +23,7 @@ from layouts import (
 from collapse_probe.checkpoints import load_state, network_state, read_checkpoint
 from collapse_probe.errors import InputError
 from collapse_probe.families import FAMILIES, FORMATS, OBJECTIVES, default_head, family, head_spec
-from collapse_probe.finetune import SUPPORTED_FORMATS
+from collapse_probe.repair import SUPPORTED_FORMATS
 from collapse_probe.zoo import ZOO, ZooEntry
 
 PROTOS = planted_prototypes(6, 3, 16, seed=0)[0]

@@ -265,7 +265,7 @@ def test_cuda_device(collapsed: Path, tmp_path: Path) -> None:
 
 # -- the pieces, against hand computations ------------------------------------------------------------
 def test_dino_objective_by_hand() -> None:
-    from collapse_probe.finetune.objectives import DinoObjective
+    from collapse_probe.repair.objectives import DinoObjective
 
     student = torch.tensor([[[0.0, 0.1], [0.1, 0.0]]])  # (B=1, V=2, K=2)
     teacher = torch.tensor([[[0.04, 0.0], [0.0, 0.0]]])
@@ -284,7 +284,7 @@ def test_dino_objective_by_hand() -> None:
 
 
 def test_msn_objective_by_hand() -> None:
-    from collapse_probe.finetune.objectives import MsnObjective
+    from collapse_probe.repair.objectives import MsnObjective
 
     anchor = torch.log(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]]))  # uniform predictions
     target = torch.log(torch.tensor([[[0.8, 0.2], [0.8, 0.2]]]))
@@ -298,7 +298,7 @@ def test_msn_objective_by_hand() -> None:
 
 
 def test_teacher_momentum_schedule() -> None:
-    from collapse_probe.finetune.loop import teacher_momentum_at
+    from collapse_probe.repair.loop import teacher_momentum_at
 
     assert teacher_momentum_at(0, 100, 0.996) == pytest.approx(0.996)
     assert teacher_momentum_at(99, 100, 0.996) == pytest.approx(1.0)
@@ -307,7 +307,7 @@ def test_teacher_momentum_schedule() -> None:
 
 def test_writer_replaces_shared_storage_and_refuses_unknown_tensors() -> None:
     from collapse_probe.errors import CheckpointError
-    from collapse_probe.finetune.writer import replace_tensors
+    from collapse_probe.repair.writer import replace_tensors
 
     shared = torch.ones(3, 2)
     root = {"a": {"w": shared, "twin": shared[:]}, "other": torch.zeros(2), "epoch": 3}
@@ -364,7 +364,7 @@ def test_teacher_only_file_reports_both_networks(tmp_path: Path) -> None:
 
 # -- KoLeo-Proto: exact or sampled, chosen from the cost of a step --------------------------------------
 def test_koleo_anchors_auto_choice() -> None:
-    from collapse_probe.finetune.api import choose_koleo_anchors
+    from collapse_probe.repair.api import choose_koleo_anchors
 
     def head(num: int, dim: int = 256, hidden: int = 2048, in_dim: int = 384) -> Any:
         class Head(torch.nn.Module):
@@ -405,7 +405,7 @@ def test_koleo_choice_is_recorded(collapsed: Path, tmp_path: Path) -> None:
 
 # -- SwAV ---------------------------------------------------------------------------------------------
 def test_sinkhorn_codes_by_hand() -> None:
-    from collapse_probe.finetune.objectives import sinkhorn_codes
+    from collapse_probe.repair.objectives import sinkhorn_codes
 
     # balanced scores: exp(s / eps) = [[e, 1], [1, e]] is already balanced, so codes are its rows
     a, eps = 0.1, 0.05
@@ -428,7 +428,7 @@ def test_sinkhorn_codes_by_hand() -> None:
 
 
 def test_swav_objective_by_hand() -> None:
-    from collapse_probe.finetune.objectives import SwavObjective
+    from collapse_probe.repair.objectives import SwavObjective
 
     a, b, eps, tau = 0.1, 0.05, 0.05, 0.1
     view0 = [[a, 0.0], [0.0, a]]

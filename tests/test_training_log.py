@@ -9,7 +9,7 @@ import pytest
 from layouts import planted_prototypes, write_dino, write_ibot
 
 from collapse_probe.errors import InputError
-from collapse_probe.trend import detect_plateau, prototypes_from_run, read_training_log
+from collapse_probe.runs import detect_plateau, prototypes_from_run, read_training_log
 
 
 def write_log(path, losses, *, ibot_patch=None, extra_lines=()):

@@ -13,8 +13,8 @@ import torch
 from layouts import planted_prototypes, write_dino
 
 from collapse_probe.errors import CheckpointError
-from collapse_probe.trend import trend, trend_figure, trend_to_csv, trend_to_dict
-from collapse_probe.trend.ordering import (RunCheckpoint, epoch_from_name, expand_inputs,
+from collapse_probe.runs import trend, trend_figure, trend_to_csv, trend_to_dict
+from collapse_probe.runs.ordering import (RunCheckpoint, epoch_from_name, expand_inputs,
                                            is_latest_name, locate, order_checkpoints, read_epoch)
 
 K, D = 240, 16
@@ -179,9 +179,9 @@ def test_figure_has_one_line_per_head_and_threshold(run_folder):
     assert widths == sorted(widths) and sizes == sorted(sizes) and widths[0] < widths[-1]
 
 
-def test_the_package_name_is_callable_as_the_function(run_folder):
+def test_collapse_probe_trend_stays_the_function_after_its_package_is_imported(run_folder):
     import collapse_probe
-    import collapse_probe.trend.watch  # binds the package to collapse_probe.trend
+    import collapse_probe.runs.watch  # importing the package leaves collapse_probe.trend the function
 
     report = collapse_probe.trend(run_folder / "checkpoint.pth", eps=0.025)
     assert [h.unique for e in report.entries for h in e.heads] == [(12,)]

@@ -11,7 +11,7 @@ import torch
 from layouts import planted_prototypes, write_dino
 
 from collapse_probe.errors import InputError
-from collapse_probe.trend import Watcher, read_jsonl
+from collapse_probe.runs import Watcher, read_jsonl
 
 K, D = 120, 16
 
@@ -256,7 +256,7 @@ def test_watch_survives_a_job_rewriting_the_checkpoint_continuously(tmp_path):
     stops the last version is audited."""
     import threading
 
-    from collapse_probe.trend.watch import EVENT_KINDS
+    from collapse_probe.runs.watch import EVENT_KINDS
 
     run = tmp_path / "run"
     run.mkdir()
@@ -296,7 +296,7 @@ def test_trend_rereads_a_file_changed_under_it_or_reports_it(tmp_path, monkeypat
     retried once the file is stable, a deletion ends in one line and exit 2."""
     from typer.testing import CliRunner
 
-    import collapse_probe.trend.compute as compute
+    import collapse_probe.runs.compute as compute
     from collapse_probe.cli.app import app
 
     run = tmp_path / "run"

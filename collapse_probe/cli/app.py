@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
 from .._version import __version__
+from . import audit, finetune, gate, inspect, log, report, trend, usage, watch, zoo
 
 app = typer.Typer(
     name="collapse-probe",
@@ -14,20 +13,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-)
-
-# Each module defines ``register(app)``; modules import heavy libraries only inside commands.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "audit",
-    "report",
-    "usage",
-    "trend",
-    "watch",
-    "log",
-    "gate",
-    "inspect",
-    "zoo",
-    "finetune",
 )
 
 
@@ -45,8 +30,10 @@ def _root(
     """Find, watch and repair partial prototype collapse in DINO-family checkpoints."""
 
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(f".{_name}", __package__).register(app)
+# Each command module defines ``register(app)`` and imports heavy libraries only inside its
+# command; the order here is the order of ``--help``.
+for _module in (audit, report, usage, trend, watch, log, gate, inspect, zoo, finetune):
+    _module.register(app)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..finetune.api import DEFAULT_KOLEO_WEIGHT
+from ..repair.api import DEFAULT_KOLEO_WEIGHT
 from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
                      stdout_console)
 from .options import Format, Trust
@@ -76,7 +76,7 @@ def finetune_command(
     rank0 = int(os.environ.get("RANK", "0")) == 0
 
     def body() -> None:
-        from ..finetune import finetune
+        from ..repair import finetune
         from ..sources import resolve_source
 
         refuse_overwriting_sources({"--out": out, "--json": json_out}, [checkpoint],

@@ -39,7 +39,7 @@ def log_command(
         from rich.text import Text
 
         from ..errors import InputError
-        from ..trend import detect_plateau, prototypes_from_run, read_training_log
+        from ..runs import detect_plateau, prototypes_from_run, read_training_log
 
         log_path = log_file / "log.txt" if log_file.is_dir() else log_file
         training_log = read_training_log(log_path)

@@ -28,7 +28,7 @@ def check_trend_folder(out: Path) -> None:
 
 def write_trend_outputs(report: Any, out: Path) -> list[Path]:
     """Write the plot, CSV and JSON of ``report`` into ``out`` (atomically); return their paths."""
-    from ..trend import trend_figure, trend_to_csv, trend_to_json
+    from ..runs import trend_figure, trend_to_csv, trend_to_json
 
     from ..output import open_output
 
@@ -74,13 +74,13 @@ def trend_command(
 
     def body() -> int:
         from ..output import refuse_overwriting_inputs
-        from ..trend import trend
-        from ..trend.ordering import expand_inputs
+        from ..runs import trend
+        from ..runs.ordering import expand_inputs
 
         check_trend_folder(out)
         refuse_overwriting_inputs([(f"--out {out}: its", out / name) for name in TREND_FILES],
                                   [("the checkpoint", p) for p in expand_inputs(inputs)])
-        from ..trend.terminal import render_trend
+        from ..runs.terminal import render_trend
 
         with status_line(quiet, "auditing") as progress:
             report = trend(inputs, eps=eps or None, cosine=cosine or None, method=method.value,

@@ -44,8 +44,8 @@ def watch_command(
 
     def body() -> int:
         from ..escape import terminal
-        from ..trend import Watcher
-        from ..trend.terminal import render_trend
+        from ..runs import Watcher
+        from ..runs.terminal import render_trend
         from .trend import check_trend_folder, write_trend_outputs, wrote_line
 
         check_trend_folder(out)

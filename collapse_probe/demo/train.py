@@ -124,7 +124,7 @@ def _dino_loss(student_views, teacher_out, center, *, num_global: int, student_t
     """
     import torch
 
-    from ..finetune.objectives import cross_view_entropy
+    from ..repair.objectives import cross_view_entropy
 
     targets = ((teacher_out - center) / teacher_temp).softmax(dim=-1).chunk(num_global)
     log_probs = [(s / student_temp).log_softmax(dim=-1) for s in student_views]

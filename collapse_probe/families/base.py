@@ -71,7 +71,7 @@ class Family:
     """Everything the package knows about one checkpoint family, in one record.
 
     Reading a file (:mod:`collapse_probe.checkpoints`), rebuilding a head
-    (:mod:`collapse_probe.heads`), fine-tuning it (:mod:`collapse_probe.finetune`) and the zoo's
+    (:mod:`collapse_probe.heads`), fine-tuning it (:mod:`collapse_probe.repair`) and the zoo's
     entries all read this record; a new family is one module defining one.
 
     Attributes:

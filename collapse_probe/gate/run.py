@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollapseProbeError
-from ..trend.compute import reading
+from ..runs.compute import reading
 from .config import GateConfig
 
 __all__ = ["GateCheck", "GateOutcome", "run_gate", "checkpoint_files", "STATUSES"]

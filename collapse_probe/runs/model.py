@@ -40,7 +40,7 @@ class TrendEntry:
 
     Attributes:
         path: the file that was read.
-        epoch: its epoch, None when unknown (see :mod:`collapse_probe.trend.ordering`).
+        epoch: its epoch, None when unknown (see :mod:`collapse_probe.runs.ordering`).
         epoch_source: ``checkpoint``, ``name``, ``folder`` or ``none``.
         heads: one TrendHead per head of the checkpoint.
         size_bytes, mtime_ns: the file's size and modification time when it was audited

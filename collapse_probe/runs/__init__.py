@@ -1,10 +1,7 @@
-"""Training-run views: trends over a run's checkpoints, a folder watcher, and log.txt checks."""
+"""Following a training run: trends over its checkpoints (``trend``), a folder watcher
+(``Watcher``), and ``log.txt`` checks for full collapse."""
 
 from __future__ import annotations
-
-import sys
-import types
-from typing import Any
 
 from .compute import audit_entry, trend
 from .figure import trend_figure
@@ -24,13 +21,3 @@ __all__ = [
     "prototypes_from_run",
 ]
 
-
-class _TrendPackage(types.ModuleType):
-    """Lets ``collapse_probe.trend(paths, ...)`` call :func:`trend` even after the package
-    ``collapse_probe.trend`` was imported (which makes it an attribute of ``collapse_probe``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> TrendReport:
-        return trend(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _TrendPackage

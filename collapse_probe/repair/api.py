@@ -76,7 +76,7 @@ def finetune(
     method's objective plus ``koleo_weight`` * KoLeo-Proto on its prototypes; during the run the
     teacher head, which gives the targets, is an EMA of the student (momentum cosine
     ``teacher_momentum`` -> 1; by default a start suited to the run's length, see
-    :func:`~collapse_probe.finetune.loop.auto_teacher_momentum`). The written teacher, which
+    :func:`~collapse_probe.repair.loop.auto_teacher_momentum`). The written teacher, which
     ``audit`` reads, is the student at the end (``teacher="copy-student"``, the default: it
     carries the repair whenever the student does), or the EMA teacher (``teacher="ema"``: it
     lags; on ``dino-digits`` over 200 steps its unique count at eps 0.1 went 468 -> 509 while the
