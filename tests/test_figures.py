@@ -145,3 +145,15 @@ def test_utilization_vs_eps_takes_one_legend_name_per_checkpoint(report):
 
     with pytest.raises(InputError, match="labels"):
         utilization_vs_eps(report, labels=["one"])
+
+
+def test_small_groups_label_every_size():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # 10 directions: 4 with three copies, 3 with two, 3 alone (K = 21); largest group 3
+    basis = np.eye(16)[:10]
+    head = np.concatenate([basis, basis[:4], basis[:4], basis[4:7]])
+    fig = group_sizes_by_rank(audit(head, eps=[0.025]).checkpoints[0].heads[0])
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()] == ["1", "2", "3"]

@@ -228,7 +228,8 @@ def group_sizes_by_rank(head: HeadAudit) -> Figure:
     ax.set_xlim(0.8, head.num_prototypes * 1.25)
     ax.set_ylim(0.8, largest * 1.6)
     _log_ticks(ax.xaxis, 1, head.num_prototypes, steps=(1,) if head.num_prototypes > 1000 else (1, 2, 5))
-    _log_ticks(ax.yaxis, 1, max(largest, 2), steps=(1, 2, 5))
+    # Small groups (a flat head): every whole size is labelled, so a group of 3 can be read.
+    _log_ticks(ax.yaxis, 1, max(largest, 2), steps=tuple(range(1, 10)) if largest < 10 else (1, 2, 5))
     ax.set_xlabel("group rank (1 = largest group)")
     ax.set_ylabel("group size (prototypes)")
     _finish(fig, f"Duplicate group sizes by rank: {head.name} (K={head.num_prototypes})")
