@@ -47,3 +47,14 @@ def test_unknown_k_and_missing_log_are_exit_2(tmp_path):
     assert result.exit_code == 2 and "pass --num-prototypes K" in result.stderr
     missing = runner.invoke(app, ["log", str(tmp_path / "nope.txt"), "-k", "10"], env=ENV)
     assert missing.exit_code == 2 and missing.stderr.startswith("error: ")
+
+
+def test_one_epoch_is_singular(tmp_path):
+    single = runner.invoke(app, ["log", str(write_log(tmp_path / "one.txt", [5.0])), "-k", "100"], env=ENV)
+    assert single.exit_code == 0, single.output
+    assert "dino log, 1 epoch, K = 100" in single.stdout
+    three = runner.invoke(app, ["log", str(write_log(tmp_path / "three.txt", [5.0, 4.0, 3.0])),
+                                "-k", "100", "--rows", "2"], env=ENV)
+    assert three.exit_code == 0, three.output
+    assert "dino log, 3 epochs" in three.stdout
+    assert "(1 earlier epoch not shown; --rows 0 shows all)" in three.stdout

@@ -145,3 +145,27 @@ def test_utilization_vs_eps_takes_one_legend_name_per_checkpoint(report):
 
     with pytest.raises(InputError, match="labels"):
         utilization_vs_eps(report, labels=["one"])
+
+
+def test_small_groups_label_every_size():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # 10 directions: 4 with three copies, 3 with two, 3 alone (K = 21); largest group 3
+    basis = np.eye(16)[:10]
+    head = np.concatenate([basis, basis[:4], basis[:4], basis[4:7]])
+    fig = group_sizes_by_rank(audit(head, eps=[0.025]).checkpoints[0].heads[0])
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.yaxis.get_ticklabels() if t.get_text()] == ["1", "2", "3"]
+
+
+def test_one_group_is_singular():
+    rng = np.random.default_rng(3)
+    centre = rng.standard_normal(16)
+    # 20 copies of one direction, jittered far below eps 0.025: one group at every threshold
+    head = centre / np.linalg.norm(centre) + 1e-5 * rng.standard_normal((20, 16))
+    audited = audit(head, eps=[0.025, 0.5]).checkpoints[0].heads[0]
+    assert audited.result_at(0.025).unique == 1
+    labels = [t.get_text() for t in group_sizes_by_rank(audited).legends[0].get_texts()]
+    assert labels == ["eps 0.025, 0.5: 1 group, largest 20"]
+    assert pca_map(audited).get_suptitle().startswith("Prototype map (PCA): prototypes, 1 group at eps 0.025")

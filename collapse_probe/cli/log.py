@@ -67,8 +67,10 @@ def log_command(
             hidden, shown = len(shown) - rows, shown[-rows:]
         from ..escape import terminal, terminal_markup
 
-        console.print(f"{terminal(log_path)}: {training_log.kind} log, {len(training_log.entries)} "
-                      f"epochs, K = {k} from {terminal(k_source)}", highlight=False, markup=False)
+        logged = len(training_log.entries)
+        console.print(f"{terminal(log_path)}: {training_log.kind} log, {logged} "
+                      f"epoch{'s' * (logged != 1)}, K = {k} from {terminal(k_source)}",
+                      highlight=False, markup=False)
         table = Table()
         table.add_column("epoch", justify="right")
         for check in verdict.checks:
@@ -81,7 +83,8 @@ def log_command(
                 cells += [f"{loss:.4f}", f"{loss - check.level:+.4f}"]
             table.add_row(str(entry.epoch), *cells)
         if hidden:
-            console.print(f"({hidden} earlier epochs not shown; --rows 0 shows all)", highlight=False)
+            console.print(f"({hidden} earlier epoch{'s' * (hidden != 1)} not shown; --rows 0 shows all)",
+                          highlight=False)
         console.print(table)
         style = "bold red" if verdict.collapsed else ("yellow" if not verdict.enough_epochs else "green")
         console.print(Text(f"verdict: {verdict.message}", style=style))

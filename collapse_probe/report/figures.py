@@ -222,13 +222,15 @@ def group_sizes_by_rank(head: HeadAudit) -> Figure:
         ranks = np.arange(1, sizes.size + 1)
         label = "eps " + ", ".join(f"{e:g}" for e in eps)
         ax.plot(ranks, sizes, drawstyle="steps-post", linewidth=1.8, markersize=5,
-                label=f"{label}: {sizes.size} groups, largest {int(sizes[0])}", **style)
+                label=f"{label}: {sizes.size} group{'s' * (sizes.size != 1)}, largest {int(sizes[0])}",
+                **style)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(0.8, head.num_prototypes * 1.25)
     ax.set_ylim(0.8, largest * 1.6)
     _log_ticks(ax.xaxis, 1, head.num_prototypes, steps=(1,) if head.num_prototypes > 1000 else (1, 2, 5))
-    _log_ticks(ax.yaxis, 1, max(largest, 2), steps=(1, 2, 5))
+    # Small groups (a flat head): every whole size is labelled, so a group of 3 can be read.
+    _log_ticks(ax.yaxis, 1, max(largest, 2), steps=tuple(range(1, 10)) if largest < 10 else (1, 2, 5))
     ax.set_xlabel("group rank (1 = largest group)")
     ax.set_ylabel("group size (prototypes)")
     _finish(fig, f"Duplicate group sizes by rank: {head.name} (K={head.num_prototypes})")
@@ -341,7 +343,8 @@ def pca_map(head: HeadAudit, result: DedupResult | None = None, *, seed: int = 0
     ax.set_aspect("equal", adjustable="datalim")
     drawn = rest.size + int(highlighted.sum())
     sample = "" if drawn >= head.num_prototypes else f", {drawn} of {head.num_prototypes} drawn"
-    _finish(fig, f"Prototype map (PCA): {head.name}, {result.unique} groups at eps {result.eps:g}"
+    _finish(fig, f"Prototype map (PCA): {head.name}, {result.unique} group{'s' * (result.unique != 1)} "
+                 f"at eps {result.eps:g}"
                  f"{sample}", title="largest groups" if groups else None, markerscale=0.5)
     return fig
 

@@ -65,7 +65,7 @@ def usage_by_rank_figure(report: UsageReport) -> Figure:
     groups = groups[groups > 0]
     ax.plot(np.arange(1, groups.size + 1), groups, drawstyle="steps-post", color=palette[3],
             linewidth=1.5, linestyle="--",
-            label=f"per duplicate group at eps {report.eps:g} ({groups.size:,} groups)")
+            label=f"per duplicate group at eps {report.eps:g} ({groups.size:,} group{'s' * (groups.size != 1)})")
     ax.axhline(1.0 / report.num_prototypes, color=reference, linestyle=":", linewidth=1.2,
                label=f"uniform over K (1/{report.num_prototypes:,})")
     ax.set_xscale("log")
