@@ -2,11 +2,23 @@
 
 The CLI turns any :class:`CollapseProbeError` into a one-line message and exit code 2;
 anything else is a bug and keeps its traceback.
+
+Messages name options through :func:`option`, by their Python keyword (``trust=True``); a front
+end renders them in its own terms by setting an :func:`option_style` around its calls (the CLI as
+``--trust-checkpoint``, the gate as keys of its configuration), so the core never names a flag.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
 __all__ = [
+    "option",
+    "option_style",
+    "python_option",
+
     "CollapseProbeError",
     "InputError",
     "CheckpointError",
@@ -58,3 +70,36 @@ class OutputError(CollapseProbeError):
     system, a path through a regular file); the previous output, if any, is left as it was."""
 
     errno: int | None = None  #: the operating system's error number, when one caused it
+
+
+#: ``(keyword, value) -> text``: how messages name an option; ``value`` None names the option itself.
+OptionStyle = Callable[[str, object], str]
+
+
+def python_option(name: str, value: object = None) -> str:
+    """``trust=True``, ``network='teacher'``, ``key=<path>`` (a placeholder in angle brackets
+    stays bare); the option alone when ``value`` is None."""
+    if value is None:
+        return name
+    if isinstance(value, str) and value.startswith("<"):
+        return f"{name}={value}"
+    return f"{name}={value!r}"
+
+
+_STYLE: ContextVar[OptionStyle] = ContextVar("collapse_probe_option_style", default=python_option)
+
+
+def option(name: str, value: object = None) -> str:
+    """Name the option ``name`` (the keyword of the Python API), optionally with a value to pass,
+    in the style of the front end that is running (Python keywords by default)."""
+    return _STYLE.get()(name, value)
+
+
+@contextlib.contextmanager
+def option_style(style: OptionStyle) -> Iterator[None]:
+    """Messages raised inside the block name options with ``style``."""
+    token = _STYLE.set(style)
+    try:
+        yield
+    finally:
+        _STYLE.reset(token)

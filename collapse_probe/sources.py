@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import CheckpointError, OutputError
+from .errors import CheckpointError, OutputError, option
 
 __all__ = ["resolve_source", "source_file"]
 
@@ -43,7 +43,7 @@ def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
             return zoo.fetch(text, cache_dir=cache_dir, progress=progress)
     if text.startswith(("http://", "https://")):
         raise CheckpointError(f"URLs are not read directly: download {text} and pass the file, "
-                              "or use `collapse-probe zoo fetch NAME --url URL`.")
+                              f"or fetch it under a zoo name with {option('url', text)}.")
     if path.suffix or "/" in text or "\\" in text:
         raise CheckpointError(f"no such file: {text}")
     raise CheckpointError(f"no such file, example or zoo name: {text} (see `collapse-probe zoo list`)")
@@ -93,10 +93,10 @@ def _cache_errors(cache_dir: Path | str | None) -> Iterator[None]:
         # The writer has turned its OSError into an OutputError; name the cache folder anyway.
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise CheckpointError(
-            f"cannot use the cache folder ({cache_dir or 'the cache folder'}: {reason}): pass "
-            "--cache-dir (or set COLLAPSE_PROBE_CACHE) to a writable folder.") from None
+            f"cannot use the cache folder ({cache_dir or 'the cache folder'}: {reason}): set "
+            f"{option('cache_dir')} (or COLLAPSE_PROBE_CACHE) to a writable folder.") from None
     except OSError as exc:
         where = exc.filename or cache_dir or "the cache folder"
         raise CheckpointError(
-            f"cannot use the cache folder ({where}: {exc.strerror or exc}): pass --cache-dir "
-            "(or set COLLAPSE_PROBE_CACHE) to a writable folder.") from None
+            f"cannot use the cache folder ({where}: {exc.strerror or exc}): set "
+            f"{option('cache_dir')} (or COLLAPSE_PROBE_CACHE) to a writable folder.") from None

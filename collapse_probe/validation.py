@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, option
 
 __all__ = ["fail", "as_prototype_matrix", "describe"]
 
@@ -67,5 +67,5 @@ def as_prototype_matrix(value: Any, *, name: str = "prototypes") -> np.ndarray:
         bad = np.flatnonzero(zero)
         raise fail(name, expected="non-zero rows (a zero row has no direction)",
                    got=f"{bad.size} all-zero rows (first: {bad[:5].tolist()})",
-                   hint="Check that the right tensor was selected (--key).")
+                   hint=f"Check that the right tensor was selected ({option('key')}).")
     return array

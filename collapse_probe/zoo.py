@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from ._version import __version__
 from .cache import cache_dir as _cache_root
-from .errors import CollapseProbeError, DownloadError, InputError
+from .errors import CollapseProbeError, DownloadError, InputError, option
 from .hashing import file_sha256
 from .output import open_output, output_error
 from .torchfile import check_torch_file
@@ -103,8 +103,7 @@ _IBOT = "https://lf3-nlp-opensource.bytetos.com/obj/nlp-opensource/archive/2022/
 _MSN = "https://dl.fbaipublicfiles.com/msn/{0}.pth.tar"
 _IN1K, _IN22K = "ImageNet-1K", "ImageNet-22K"
 _UNVERIFIED_FORM = "last-layer storage form unverified (every form is handled)"
-_ESVIT_URL = ("the file needs the signed URL printed in the microsoft/esvit README: pass it with "
-              "--url (url=)")
+_ESVIT_URL = "the file needs the signed URL printed in the microsoft/esvit README"
 
 
 def _dino(name: str, release: str, arch: str, **kwargs: object) -> ZooEntry:
@@ -320,7 +319,8 @@ def fetch(name: str, *, cache_dir: Path | str | None = None, url: str | None = N
         return final
     source = url or entry.url
     if source is None:
-        raise DownloadError(f"{name} has no public download URL: {entry.notes or 'pass --url'}.")
+        raise DownloadError(f"{name} has no public download URL: {entry.notes or 'none is recorded'}; "
+                            f"pass one with {option('url', '<url>')}.")
     _check_scheme(source, name)
     try:
         folder.mkdir(parents=True, exist_ok=True)

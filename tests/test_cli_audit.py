@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from layouts import write_dinov2, write_lightly
+
 from collapse_probe.cli.app import app
 from collapse_probe.examples.synthetic import write_synthetic_dino
 
@@ -119,3 +121,15 @@ def test_example_audits_the_trained_pair_without_download(tmp_path, monkeypatch)
     assert at_paper_eps[0]["utilization"] <= 0.5 and at_paper_eps[1]["utilization"] >= 0.95
     assert (plain["verdict"]["label"], repaired["verdict"]["label"]) == ("partial-collapse", "healthy")
     assert list(tmp_path.iterdir()) == [tmp_path / "out.json"]  # nothing generated or downloaded
+
+
+def test_messages_name_options_as_flags(tmp_path):
+    protos = np.random.default_rng(0).standard_normal((12, 8)).astype(np.float32)
+    teacher_only = write_dinov2(tmp_path / "teacher_checkpoint.pth", prototypes=protos)
+    result = runner.invoke(app, ["audit", str(teacher_only), "--network", "student"])
+    assert result.exit_code == 2
+    assert "pass --network teacher." in result.output and "network=" not in result.output
+    roles = write_lightly(tmp_path / "lightly.ckpt", heads={"teacher_head": protos})
+    result = runner.invoke(app, ["audit", str(roles), "--network", "student"])
+    assert result.exit_code == 2
+    assert "--network teacher or --key <attr>.last_layer" in result.output

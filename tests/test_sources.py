@@ -69,5 +69,5 @@ def test_unknown_bare_name():
 
 
 def test_urls_are_not_fetched_directly():
-    with pytest.raises(CheckpointError, match="URLs are not read directly.*zoo fetch NAME --url"):
+    with pytest.raises(CheckpointError, match="URLs are not read directly.*url='https://"):
         resolve_source("https://dl.fbaipublicfiles.com/dino/x/x_full_checkpoint.pth")

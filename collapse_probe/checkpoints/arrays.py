@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, option
 from ..types import PrototypeSet
 from .keys import is_tensor
 from .layers import raw_layer, read_layers
@@ -53,11 +53,11 @@ def read_array(path: Path, obj: Any, *, key: str | None) -> PrototypeSet:
             name = names[0]
         else:
             raise CheckpointError(f"{path} holds {len(names)} arrays ({', '.join(names[:8])}): "
-                                  "pass --key NAME to pick the prototypes.")
+                                  f"pass {option('key', '<name>')} to pick the prototypes.")
         obj = _member(path, obj, name)
     elif key is not None:
-        raise CheckpointError(f"{path} holds a single array: --key applies to .npz archives and "
-                              "checkpoint dicts only.")
+        raise CheckpointError(f"{path} holds a single array: {option('key')} applies to .npz archives "
+                              "and checkpoint dicts only.")
     array = obj if is_tensor(obj) else np.asarray(obj)
     if not (is_tensor(array) or np.issubdtype(array.dtype, np.number)):
         raise CheckpointError(f"{path}: array {name!r} has dtype {array.dtype}, not numbers.")

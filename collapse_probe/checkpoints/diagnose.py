@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import NoPrototypesError
+from ..errors import NoPrototypesError, option
 from .keys import flatten, strip_all_wrappers
 
 __all__ = ["largest_matrices", "no_prototypes", "BACKBONE_MARKERS"]
@@ -39,8 +39,8 @@ def no_prototypes(path: Path, state: Mapping[str, Any], *, expected: str = "") -
     top = ", ".join(list(map(str, state))[:8])
     return NoPrototypesError(
         f"no recognisable prototypes in {path}: {what} matched (top-level keys: {top or 'none'}). "
-        f"Largest 2-D tensors: {largest_matrices(flat) or 'none'}. Pass --key <path> to name the "
-        "prototype tensor or layer.")
+        f"Largest 2-D tensors: {largest_matrices(flat) or 'none'}. Pass {option('key', '<path>')} to "
+        "name the prototype tensor or layer.")
 
 
 def _backbone_only(flat: Mapping[str, Any]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointChangedError, CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointChangedError, CheckpointError, UnsafeCheckpointError, option
 from .sniff import sniff
 from .unpickle import RestrictedPickle
 
@@ -210,8 +210,8 @@ def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
 
     try:
         if trust:
-            log.warning("loading %s with full pickle (--trust-checkpoint): any code the file "
-                        "holds runs now, with your permissions", path)
+            log.warning("loading %s with full pickle (%s): any code the file holds runs now, with "
+                        "your permissions", path, option("trust", True))
             source: Any = path if mmap or zipfile.is_zipfile(path) else _in_memory(path)
             return Loaded(path, torch.load(source, map_location="cpu", weights_only=False,
                                            mmap=mmap))
@@ -284,8 +284,8 @@ def unsafe_message(path: Path, replaced: Iterable[str], *, what: str) -> UnsafeC
     listed = ", ".join(sorted(replaced)) or "unknown classes"
     return UnsafeCheckpointError(
         f"{path}: {what} depend on pickled classes that were not loaded ({listed}); "
-        "refusing to run them. Pass --trust-checkpoint (trust=True) to unpickle the file fully, "
-        "only if you trust its source: that runs any code it holds.")
+        f"refusing to run them. Pass {option('trust', True)} to unpickle the file fully, only if "
+        "you trust its source: that runs any code it holds.")
 
 
 def _damaged(path: Path, exc: BaseException) -> CheckpointError:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, InputError, NoPrototypesError
+from ..errors import CheckpointError, InputError, NoPrototypesError, option
 from ..types import PrototypeSet
 from .. import families
 from .arrays import is_array_like, read_array
@@ -140,7 +140,7 @@ def _read_loaded(path: Path, loaded: Loaded, *, format: str | None, network: str
     if is_array_like(obj):
         if format not in (None, "array", "key"):
             raise CheckpointError(f"{path} holds a bare array, not a {format} checkpoint: use "
-                                  "--format array (or leave --format out).")
+                                  f"{option('format', 'array')} (or leave {option('format')} out).")
         names = tuple(obj.files) if hasattr(obj, "files") else ()
         heads = (read_array(path, obj, key=key),)
         return Checkpoint(path=path, format="array", network="", heads=heads,
@@ -151,11 +151,12 @@ def _read_loaded(path: Path, loaded: Loaded, *, format: str | None, network: str
     # Top-level entries other than bare tensors: a flat state dict's weights are not "other keys".
     top_keys = tuple(str(k) for k, v in obj.items() if not is_tensor(v) or k == "prototypes")
     if format == "array":
-        raise CheckpointError(f"{path} holds a checkpoint dict, not a bare array: pass --key "
-                              "<path> to name the prototypes, or leave --format out.")
+        raise CheckpointError(f"{path} holds a checkpoint dict, not a bare array: pass "
+                              f"{option('key', '<path>')} to name the prototypes, or leave "
+                              f"{option('format')} out.")
     if format == "key" or (format is None and key is not None):
         if key is None:
-            raise InputError("format 'key' needs --key <path> naming the prototypes.")
+            raise InputError(f"format 'key' needs {option('key', '<path>')} naming the prototypes.")
         return _read_key(path, obj, key), top_keys
     family = families.family(format) if format is not None else families.detect(obj)
     if family is None:
@@ -193,7 +194,7 @@ def _no_heads(path: Path, state: Mapping[str, Any], family: families.Family, net
     if detected is not None and detected is not family:
         return NoPrototypesError(
             f"no {family.name} heads in {path}: it looks like a {detected.name} checkpoint "
-            f"(pass --format {detected.name} or leave --format out).")
+            f"(pass {option('format', detected.name)} or leave {option('format')} out).")
     return no_prototypes(path, state, expected=f"the {family.name} layout ({family.summary})")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TypeVar
 
 import typer
 
-from ..errors import CollapseProbeError
+from ..errors import CollapseProbeError, option_style
 from ..escape import terminal
 
 __all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
@@ -60,10 +61,25 @@ class _OneLineFormatter(logging.Formatter):
         return terminal(super().formatMessage(record))  # tracebacks, if any, keep their lines
 
 
+#: Python keyword -> command-line flag, where the two differ by more than ``_`` -> ``-``.
+_FLAGS: dict[str, str] = {"trust": "--trust-checkpoint"}
+
+
+def cli_option(name: str, value: object = None) -> str:
+    """How messages name an option on the command line: ``--trust-checkpoint``,
+    ``--network teacher``, ``--key <path>`` (see :func:`collapse_probe.errors.option`)."""
+    flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if value is None or value is True:
+        return flag
+    text = str(value)
+    return f"{flag} {text if text.startswith('<') else shlex.quote(text)}"
+
+
 def run_command(body: Callable[[], T]) -> T:
     """Run a command body; a :class:`CollapseProbeError` becomes one line on stderr and exit 2.
 
-    Anything else is a bug and keeps its traceback.
+    Messages raised inside name options as flags (:func:`cli_option`). Anything else is a bug and
+    keeps its traceback.
     """
     logging.basicConfig(level=os.environ.get("COLLAPSE_PROBE_LOG", "WARNING").upper(),
                         format="%(levelname)s %(name)s: %(message)s")
@@ -71,7 +87,8 @@ def run_command(body: Callable[[], T]) -> T:
         if type(handler.formatter) is logging.Formatter:  # ours, not one a caller installed
             handler.setFormatter(_OneLineFormatter(handler.formatter._fmt))
     try:
-        return body()
+        with option_style(cli_option):
+            return body()
     except CollapseProbeError as exc:
         # Messages quote names from files: one line, no control sequences.
         typer.echo(f"error: {terminal(exc)}", err=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..checkpoints.keys import clean_state, is_tensor
 from ..checkpoints.layers import LastLayer, find_last_layer
-from ..errors import CheckpointError
+from ..errors import CheckpointError, option
 from .base import HeadSpec, Selection
 
 __all__ = ["teacher_student", "extracted_network", "network_dict", "lightning_state",
@@ -56,7 +56,7 @@ def teacher_student(state: Mapping[str, Any], network: str, *, format: str) -> S
             raise CheckpointError(f"this file has no top-level 'teacher' or 'student' network, so "
                                   f"it is not a {format} checkpoint.")
         raise CheckpointError(f"this {format} checkpoint has no {network!r} network (it holds "
-                              f"only {present[0]}): pass --network {present[0]}.")
+                              f"only {present[0]}): pass {option('network', present[0])}.")
     return Selection(state=selected, network=network, key_prefix=f"{network}.")
 
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, option
 from ..checkpoints.layers import LastLayer, find_last_layer
 from .base import Family, HeadSpec, Selection
 from .common import lightning_prefix, lightning_state
@@ -46,8 +46,9 @@ def _select(state: Mapping[str, Any], network: str) -> Selection:
         return Selection(state=flat, network="", key_prefix=prefix)
     chosen = [a for a in attrs if _role(a) == network]
     if not chosen:
-        raise CheckpointError(f"no {network} head among {', '.join(attrs)}: pass --network "
-                              f"{_role(attrs[0]) or 'teacher'} or --key <attr>.last_layer.")
+        raise CheckpointError(f"no {network} head among {', '.join(attrs)}: pass "
+                              f"{option('network', _role(attrs[0]) or 'teacher')} or "
+                              f"{option('key', '<attr>.last_layer')}.")
     # Keep every key of that role (``teacher_backbone.*`` too), so the network state is whole.
     return Selection(state={k: v for k, v in flat.items() if _role(k) == network}, network=network,
                      key_prefix=prefix)

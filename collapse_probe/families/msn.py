@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, option
 from ..checkpoints.keys import clean_state, is_tensor
 from ..checkpoints.layers import LastLayer, raw_layer
 from .base import Family, HeadSpec, Selection
@@ -40,7 +40,7 @@ def _network_state(state: Mapping[str, Any], network: str) -> dict[str, Any]:
     if not isinstance(encoder, Mapping):
         raise CheckpointError(
             f"this MSN checkpoint has no {ENCODERS[network]!r} ({network}); released files hold "
-            "only 'target_encoder': pass --network teacher.")
+            f"only 'target_encoder': pass {option('network', 'teacher')}.")
     # The head is the encoder's ``fc`` projection plus the top-level prototypes, shared by both
     # networks: the network's state holds them, so its head can be rebuilt from it alone.
     prototypes = state.get("prototypes")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..thresholds import GATE_EPS
 from ..types import METHODS
 
@@ -87,7 +87,7 @@ def load_gate_config(path: Path | str | None = None, *, cwd: Path | str | None =
         path = Path(cwd if cwd is not None else Path.cwd()) / "pyproject.toml"
         if not path.is_file():
             raise ConfigError(f"no pyproject.toml in {path.parent}: run in the project folder "
-                              "or pass --config FILE.")
+                              f"or pass {option('config', '<file>')}.")
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist.")

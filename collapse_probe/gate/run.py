@@ -9,13 +9,12 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import re
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CollapseProbeError
+from ..errors import CollapseProbeError, option_style
 from ..runs.compute import reading
 from .config import GateConfig
 
@@ -100,7 +99,8 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
             if progress is not None:
                 progress(f"auditing {source}")
             try:
-                with reading(source) if _exists(source) else nullcontext():
+                reads = reading(source) if _exists(source) else nullcontext()
+                with reads, option_style(_gate_option):
                     report = audit(source, eps=[config.eps], method=config.method,
                                    network=config.network, format=config.format,
                                    key=config.key, cache_dir=cache_dir)
@@ -127,26 +127,19 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
     return outcome
 
 
-# Command-line options named by loader messages, and what the gate configuration has instead.
-_OPTION_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[Pp]ass --trust-checkpoint \(trust=True\)[^.;]*"),
-     "the gate never unpickles fully: if you trust the file's source, check it with "
-     "`collapse-probe audit --trust-checkpoint`"),
-    (re.compile(r"--trust-checkpoint"), "`collapse-probe audit --trust-checkpoint`"),
-    (re.compile(r"leave --(format|key|network) out"), r"leave \1 out of the gate configuration"),
-    (re.compile(r"--(format|network) ([\w-]+(?:\.[\w-]+)*)"), r'\1 = "\2" in the gate configuration'),
-    (re.compile(r"--key (<[^>]+>|[\w-]+(?:\.[\w-]+)*)"), r'key = "\1" in the gate configuration'),
-    (re.compile(r"--(format|key|network)\b"), r"\1 in the gate configuration"),
-)
+def _gate_option(name: str, value: object = None) -> str:
+    """How gate messages name an option: as the key of the gate's configuration that does the
+    same; the gate never unpickles fully, so trust points at ``audit``."""
+    if name == "trust":
+        return "`collapse-probe audit --trust-checkpoint` (the gate itself never unpickles fully)"
+    if value is None:
+        return f"{name} (in the gate configuration)"
+    return f'{name} = "{value}" in the gate configuration'
 
 
 def _for_gate(exc: BaseException) -> str:
-    """The error's first line, with command-line options the gate does not have replaced by
-    the configuration keys that do the same."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    for pattern, replacement in _OPTION_HINTS:
-        text = pattern.sub(replacement, text)
-    return text
+    """The error's first line (its options were named as configuration keys while it was raised)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _check(source: str, head: str, unique: int, num_prototypes: int, config: GateConfig) -> GateCheck:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, InputError, UnsafeCheckpointError
+from ..errors import CheckpointError, InputError, UnsafeCheckpointError, option
 from ..families import FAMILIES, family
 from ..validation import fail
 from .features import Augmentation, FeatureViews, load_features
@@ -153,7 +153,7 @@ def finetune(
         raise UnsafeCheckpointError(
             f"{source} holds pickled classes that were not loaded "
             f"({', '.join(checkpoint.replaced)}); fine-tuning writes every entry back, which "
-            "it cannot do for them. Pass --trust-checkpoint only if you trust the file's "
+            f"it cannot do for them. Pass {option('trust', True)} only if you trust the file's "
             "source (full unpickling runs any code it holds).")
     fmt = checkpoint.format
     if fmt not in SUPPORTED_FORMATS:
@@ -329,7 +329,7 @@ def _swav_heads(checkpoint: Any, head: str | None) -> list[str]:
     names = [h.name for h in checkpoint.heads]
     if head is not None:
         if head not in names:
-            raise InputError(f"--head {head}: this SwAV checkpoint has {', '.join(names)}.")
+            raise InputError(f"{option('head', head)}: this SwAV checkpoint has {', '.join(names)}.")
         return [head]
     return names
 
@@ -354,10 +354,11 @@ def _check_paths(source: Path, target: Path) -> None:
         except OSError:
             same = False
     if same:
-        raise InputError(f"--out {target} is the input checkpoint: write the fine-tuned "
+        raise InputError(f"{option('out', str(target))} is the input checkpoint: write the fine-tuned "
                          "checkpoint to a new file (the input is never overwritten).")
     if target.is_dir():
-        raise InputError(f"--out {target} is a directory: name a file, e.g. {target / 'finetuned.pth'}.")
+        raise InputError(f"{option('out', str(target))} is a directory: name a file, e.g. "
+                         f"{target / 'finetuned.pth'}.")
 
 
 def _check_settings(**values: Any) -> Any:
@@ -383,7 +384,8 @@ def _device(name: str) -> Any:
     if name not in ("cpu", "cuda"):
         raise fail("device", expected="'cpu' or 'cuda'", got=repr(name))
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA device is available: use --device cpu.")
+        raise InputError(f"{option('device', 'cuda')} was asked for but no CUDA device is available: "
+                         f"use {option('device', 'cpu')}.")
     return torch.device(name)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CollapseProbeError, InputError
+from ..errors import CollapseProbeError, InputError, option
 from ..validation import fail
 
 __all__ = ["LogEntry", "TrainingLog", "PlateauCheck", "PlateauVerdict", "read_training_log",
@@ -215,7 +215,7 @@ def _message(checks: list[PlateauCheck], entries: list[LogEntry], enough: bool) 
                 "uniform over the prototypes; check the teacher temperature and centering.")
     if not enough:
         return (f"too few epochs to judge: {len(entries)} logged, a plateau needs "
-                f"{checks[0].window} (--window).")
+                f"{checks[0].window} ({option('window')}).")
     parts = [f"{c.loss} {c.last_loss:.3f} vs ln({c.num_prototypes}) = {c.level:.3f}" for c in checks]
     return ("no loss plateau at ln(K): " + "; ".join(parts) + ". Partial collapse does not show "
             "in the loss: audit the checkpoints.")

@@ -20,6 +20,7 @@ import numpy as np
 from ..dedup import deduplicate
 from ..thresholds import GATE_EPS
 from ..types import PrototypeSet
+from ..errors import option
 from ..validation import describe, fail
 from .data import as_prototype_set
 from .report import UsageReport
@@ -67,7 +68,7 @@ def center_usage(
     array = array.reshape(-1)
     if not np.isfinite(array).all():
         raise fail("center", expected="finite values", got="NaN or Inf",
-                   hint="The run probably diverged; use an earlier checkpoint or --features.")
+                   hint=f"The run probably diverged; use an earlier checkpoint or {option('features')}.")
     temperature = float(temperature)
     if not (np.isfinite(temperature) and temperature > 0):
         raise fail("temperature", expected="a positive number", got=repr(temperature),

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, option
 from ..thresholds import GATE_EPS
 from ..types import PrototypeSet
 from ..validation import describe, fail
@@ -139,7 +139,7 @@ def usage_from_checkpoint(
         center = ckpt.extras.get("center2" if protos.name == "head_patch" else "center")
         if center is None:
             raise InputError(f"{path.name} has no center buffer (only DINO/iBOT training checkpoints "
-                             "keep dino_loss/ibot_loss); pass features (--features FILE) to measure usage.")
+                             f"keep dino_loss/ibot_loss); pass {option('features', '<file>')} to measure usage.")
         return center_usage(center, protos, temperature=temperature, eps=eps, method=method, top=top)
     array = load_features(features)
     dim = int(array.shape[1])
@@ -147,12 +147,11 @@ def usage_from_checkpoint(
     if space == "bottleneck":
         if dim != protos.dim:
             raise InputError(f"features have dimension {dim} but the bottleneck of head {protos.name!r} "
-                             f"has dimension {protos.dim}; for backbone features use --space backbone "
-                             "(space='backbone').")
+                             f"has dimension {protos.dim}; for backbone features use {option('space', 'backbone')}.")
     else:
         if ckpt.format in ("array", "key"):
             raise InputError(f"a {ckpt.format!r} checkpoint has no head MLP to map backbone features; "
-                             "pass bottleneck features with --space bottleneck (space='bottleneck').")
+                             f"pass bottleneck features with {option('space', 'bottleneck')}.")
         # Under torchrun, join the group first: with CUDA it pins this process's GPU.
         shard_from_env(resolve_device(device))
         embed, in_dim = _head_embed(path, fmt=ckpt.format, network=network, head=protos.name, trust=trust,
@@ -162,7 +161,7 @@ def usage_from_checkpoint(
             if dim == protos.dim:
                 raise InputError(f"features have dimension {dim}, the bottleneck dimension of head "
                                  f"{protos.name!r}, but backbone space expects dimension {in_dim}: use "
-                                 "--space bottleneck (space='bottleneck') for head-MLP outputs.")
+                                 f"{option('space', 'bottleneck')} for head-MLP outputs.")
             raise InputError(f"features have dimension {dim} but the head MLP of {protos.name!r} expects "
                              f"backbone features of dimension {in_dim} (bottleneck: {protos.dim}); "
                              "extract them from the same backbone as the checkpoint.")

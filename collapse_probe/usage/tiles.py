@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import option
 from ..validation import fail
 
 __all__ = ["NumpyTiles", "TorchTiles", "DEVICES", "tiles_for"]
@@ -90,7 +91,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cpu"
     raise fail("device", expected="a CUDA GPU visible to torch", got="none",
-               hint="Use --device cpu or --device auto.")
+               hint=f"Use {option('device', 'cpu')} or {option('device', 'auto')}.")
 
 
 def tiles_for(prototypes: np.ndarray, device: str) -> NumpyTiles | TorchTiles:
