@@ -162,14 +162,14 @@ def test_progress_bar_only_on_a_terminal(ckpt, tmp_path, monkeypatch):
 
     from rich.console import Console
 
-    import collapse_probe.cli.usage as usage_cli
+    import collapse_probe.cli.common as cli_common  # every command's progress bar lives there
 
     path, protos, _, _ = ckpt
     file = write_array(tmp_path / "z.npy", np.repeat(protos, 3, axis=0))
     plain = runner.invoke(app, ["usage", str(path), "--features", str(file), "--space", "bottleneck"])
     assert plain.exit_code == 0 and "assigning samples" not in plain.output
     screen = io.StringIO()
-    monkeypatch.setattr(usage_cli, "stderr_console",
+    monkeypatch.setattr(cli_common, "stderr_console",
                         lambda: Console(file=screen, force_terminal=True, width=100))
     shown = runner.invoke(app, ["usage", str(path), "--features", str(file), "--space", "bottleneck"])
     assert shown.exit_code == 0, shown.output

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..options import NETWORKS
 from ..types import PrototypeSet
 
 __all__ = ["Checkpoint", "CheckpointInfo", "HeadInfo", "NETWORKS", "FORMS"]
-
-#: Which copy of the model to read.
-NETWORKS: tuple[str, ...] = ("teacher", "student")
 
 #: How a last layer was stored: ``torch.nn.utils.weight_norm`` (``weight_g``/``weight_v``),
 #: ``torch.nn.utils.parametrizations.weight_norm`` (``original0``/``original1``), a plain

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, InputError, NoPrototypesError, option
+from ..options import ReadOptions
 from ..types import PrototypeSet
 from .. import families
 from .arrays import is_array_like, read_array
@@ -20,32 +21,19 @@ from .loading import Loaded, read_object, unsafe_message
 from .model import NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
 
 __all__ = ["read_checkpoint", "load_prototypes", "inspect_checkpoint", "network_state",
-           "check_options", "summaries"]
+           "summaries"]
 
 log = logging.getLogger(__name__)
 
 
-def check_options(format: str | None, network: str) -> None:  # noqa: A002
-    """Raise :class:`InputError` for an unknown format or network."""
-    if format is not None and format not in families.FORMATS:
-        raise InputError(f"unknown format {format!r}: expected one of {', '.join(families.FORMATS)}.")
-    if network not in NETWORKS:
-        raise InputError(f"unknown network {network!r}: expected one of {', '.join(NETWORKS)}.")
-
-
-def read_checkpoint(path: Path | str, *, format: str | None = None, network: str = "teacher",  # noqa: A002
-                    key: str | None = None, trust: bool = False) -> Checkpoint:
+def read_checkpoint(path: Path | str, read: ReadOptions | None = None) -> Checkpoint:
     """Read every prototype head of a checkpoint.
 
     Args:
         path: a checkpoint (``.pth``, ``.pth.tar``, ``.ckpt``, ``.pt``) or a raw ``.npy`` /
             ``.npz`` array file.
-        format: one of ``families.FORMATS``; None detects it from the file's layout.
-        network: ``teacher`` (default) or ``student``.
-        key: an explicit key path to the prototypes (a tensor or a layer prefix, dots between
-            nested dicts); with a family ``format`` it is looked up inside the chosen network.
-            For ``.npz`` archives, the array's name.
-        trust: unpickle with full pickle (only for files from a trusted source).
+        read: format, network, key and trust (:class:`~collapse_probe.options.ReadOptions`;
+            default: detect the layout, read the teacher, load no code).
 
     Returns:
         Checkpoint with one PrototypeSet per distinct head ((K, D) float32 unit rows, (K,)
@@ -56,21 +44,19 @@ def read_checkpoint(path: Path | str, *, format: str | None = None, network: str
         CheckpointError (and its subclasses UnsafeCheckpointError, NoPrototypesError): the file
             cannot be read safely, or holds no recognisable prototypes.
     """
-    checkpoint, _ = _read(Path(path), format=format, network=network, key=key, trust=trust)
+    checkpoint, _ = _read(Path(path), read or ReadOptions())
     return checkpoint
 
 
-def load_prototypes(path: Path | str, *, format: str | None = None, network: str = "teacher",  # noqa: A002
-                    key: str | None = None, trust: bool = False) -> tuple[PrototypeSet, ...]:
+def load_prototypes(path: Path | str, read: ReadOptions | None = None) -> tuple[PrototypeSet, ...]:
     """The heads of :func:`read_checkpoint`, one PrototypeSet per distinct head."""
-    return read_checkpoint(path, format=format, network=network, key=key, trust=trust).heads
+    return read_checkpoint(path, read).heads
 
 
-def inspect_checkpoint(path: Path | str, *, format: str | None = None, network: str = "teacher",  # noqa: A002
-                       key: str | None = None, trust: bool = False) -> CheckpointInfo:
+def inspect_checkpoint(path: Path | str, read: ReadOptions | None = None) -> CheckpointInfo:
     """Describe what a checkpoint holds (heads, shapes, forms, norm ranges); computes no dedup."""
     path = Path(path)
-    checkpoint, top_keys = _read(path, format=format, network=network, key=key, trust=trust)
+    checkpoint, top_keys = _read(path, read or ReadOptions())
     used = {k.split(".")[0] for head in checkpoint.heads for k in head.source_keys}
     heads = tuple(
         HeadInfo(name=h.name, num_prototypes=h.num_prototypes, dim=h.dim,
@@ -101,16 +87,14 @@ def network_state(state: Mapping[str, Any], *, format: str, network: str) -> dic
         keys lose ``momentum_``; MSN returns the encoder (its prototypes are the top-level
         ``prototypes`` tensor).
     """
-    check_options(format, network)
+    ReadOptions(format=format, network=network)  # validates both
     return families.family(format).network(state, network)
 
 
-def _read(path: Path, *, format: str | None, network: str, key: str | None,  # noqa: A002
-          trust: bool) -> tuple[Checkpoint, tuple[str, ...]]:
-    check_options(format, network)
-    loaded = read_object(path, trust=trust)
+def _read(path: Path, read: ReadOptions) -> tuple[Checkpoint, tuple[str, ...]]:
+    loaded = read_object(path, trust=read.trust)
     try:
-        checkpoint, top_keys = _read_loaded(path, loaded, format=format, network=network, key=key)
+        checkpoint, top_keys = _read_loaded(path, loaded, read)
     except NoPrototypesError:
         if loaded.replaced:  # the heads may be inside what was not loaded
             raise unsafe_message(path, loaded.replaced, what="its prototypes") from None
@@ -134,9 +118,8 @@ def _head_tensors(state: Mapping[str, Any], heads: list) -> list:
             if is_tensor(value) and any(key == e or key.endswith("." + e) for e in endings)]
 
 
-def _read_loaded(path: Path, loaded: Loaded, *, format: str | None, network: str,  # noqa: A002
-                 key: str | None) -> tuple[Checkpoint, tuple[str, ...]]:
-    obj = loaded.obj
+def _read_loaded(path: Path, loaded: Loaded, read: ReadOptions) -> tuple[Checkpoint, tuple[str, ...]]:
+    obj, format, network, key = loaded.obj, read.format, read.network, read.key  # noqa: A001
     if is_array_like(obj):
         if format not in (None, "array", "key"):
             raise CheckpointError(f"{path} holds a bare array, not a {format} checkpoint: use "

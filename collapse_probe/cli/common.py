@@ -7,6 +7,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +18,7 @@ from ..errors import CollapseProbeError, option_style
 from ..escape import terminal
 
 __all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
-           "status_line", "refuse_overwriting_sources"]
+           "status_line", "progress_bar", "refuse_overwriting_sources", "cli_option"]
 
 T = TypeVar("T")
 
@@ -51,6 +52,39 @@ def status_line(quiet: bool, text: str) -> Iterator[Callable[[str], None] | None
         return
     with err.status(text) as status:
         yield status.update
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, *, quiet: bool, total: int | None = None,
+                 rate_unit: str = "") -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on stderr: done / total, elapsed and ETA (and the rate per ``rate_unit``
+    when given, e.g. ``steps``). Yields ``update(done, total=None)``, or None when stderr is not
+    a terminal or ``quiet`` is set (the core's progress callbacks accept both)."""
+    err = stderr_console()
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if rate_unit:
+        columns.append(TextColumn("{task.fields[rate]}"))
+    columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total, rate="")
+        started = time.perf_counter()
+
+        def update(done: int, new_total: int | None = None) -> None:
+            rate = ""
+            elapsed = time.perf_counter() - started
+            if rate_unit and elapsed > 0 and done > 0:
+                per_s = done / elapsed
+                rate = f"{per_s:.2f} {rate_unit}/s" if per_s >= 1 else f"{1 / per_s:.1f} s/{rate_unit[:-1] or rate_unit}"
+            progress.update(task, completed=done, rate=rate,
+                            **({} if new_total is None else {"total": new_total}))
+
+        yield update
 
 
 class _OneLineFormatter(logging.Formatter):

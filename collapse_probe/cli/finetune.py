@@ -3,20 +3,18 @@ KoLeo-Proto on frozen-backbone features; writes a new checkpoint in the same lay
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..options import ReadOptions
 from ..repair.api import DEFAULT_KOLEO_WEIGHT
-from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
-                     stdout_console)
+from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
+                     stderr_console, stdout_console)
 from .options import Format, Trust
 
 __all__ = ["register", "sparkline"]
@@ -91,13 +89,16 @@ def finetune_command(
             console.print(f"step {step + 1:>6}/{steps}  loss {total:9.4f}  method {method:9.4f}  "
                           f"koleo {koleo:9.4f}", highlight=False, soft_wrap=True)
 
-        with _progress(steps, quiet=quiet or not rank0) as advance:
+        with progress_bar("fine-tuning", total=steps, rate_unit="steps",
+                          quiet=quiet or not rank0) as update:
             result = finetune(path, features, out=out, koleo_weight=koleo_weight, steps=steps,
-                              batch_size=batch_size, lr=lr, device=device, seed=seed, format=format,
-                              head=head, trust=trust_checkpoint, teacher=teacher,
+                              batch_size=batch_size, lr=lr, device=device, seed=seed,
+                              read=ReadOptions(format=format, trust=trust_checkpoint),
+                              head=head, teacher=teacher,
                               teacher_momentum=teacher_momentum, teacher_temp=teacher_temp,
                               koleo_anchors="auto" if koleo_anchors is None else koleo_anchors,
-                              log_every=log_every, on_log=on_log, on_step=advance)
+                              log_every=log_every, on_log=on_log,
+                              on_step=None if update is None else lambda step: update(step + 1))
         if not rank0:
             return
         _render(console, result)
@@ -106,33 +107,6 @@ def finetune_command(
 
     run_command(body)
     sys.stdout.flush()
-
-
-@contextlib.contextmanager
-def _progress(steps: int, *, quiet: bool) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr (steps, steps/s, ETA) while stderr is a terminal; yields the
-    per-step callback, or None (no output beyond the step lines) when it is not or ``quiet``."""
-    err = stderr_console()
-    if quiet or not err.is_terminal:
-        yield None
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    columns = (TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("steps", total=steps, rate="")
-        started = time.perf_counter()
-
-        def advance(step: int) -> None:
-            elapsed = time.perf_counter() - started
-            rate = (step + 1) / elapsed if elapsed > 0 else 0.0
-            text = f"{rate:.2f} steps/s" if rate >= 1 else f"{1 / rate:.1f} s/step" if rate > 0 else ""
-            progress.update(task, completed=step + 1, rate=text)
-
-        yield advance
 
 
 def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneResult

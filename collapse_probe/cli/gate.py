@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .common import atomic_write, run_command, stderr_console, stdout_console
+from .common import atomic_write, run_command, status_line, stdout_console
 
 __all__ = ["register"]
 
@@ -46,16 +46,9 @@ def gate_command(
             {"--junit-xml": junit_xml},
             [("the configuration", gate_config.source or None)]
             + [("the checkpoint", p) for p in checkpoint_files(gate_config)])
-        err = stderr_console()
-        status = err.status("gate") if (not quiet and err.is_terminal) else None
-        if status is not None:
-            status.start()
         started = time.perf_counter()
-        try:
-            outcome = run_gate(gate_config, progress=(status.update if status is not None else None))
-        finally:
-            if status is not None:
-                status.stop()
+        with status_line(quiet, "gate") as progress:
+            outcome = run_gate(gate_config, progress=progress)
         elapsed = time.perf_counter() - started
 
         console = stdout_console()

@@ -9,9 +9,10 @@ from typing import Any, Optional
 
 import typer
 
-from .common import (atomic_write, refuse_overwriting_sources, run_command, stderr_console,
-                     stdout_console)
-from .options import Network, Space
+from ..options import ReadOptions
+from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
+                     stderr_console, stdout_console)
+from .options import Format, Key, Network, NetworkOption, Space, Trust
 
 __all__ = ["register"]
 
@@ -91,12 +92,10 @@ def usage_command(
                                       help="Softmax temperature of the center proxy."),
     json_out: Optional[str] = typer.Option(None, "--json", metavar="FILE|-",
                                            help="Write the JSON report to FILE, or - for stdout."),
-    format: Optional[str] = typer.Option(None, "--format", help="Checkpoint format; auto-detected by default."),  # noqa: A002
-    network: Network = typer.Option(Network.teacher, "--network", help="Which network's head to read."),
-    key: Optional[str] = typer.Option(None, "--key", help="Explicit key path of the prototype tensor."),
-    trust_checkpoint: bool = typer.Option(
-        False, "--trust-checkpoint",
-        help="Allow arbitrary pickled code in the file. Only for files from a source you trust."),
+    format: Format = None,  # noqa: A002
+    network: NetworkOption = Network.teacher,
+    key: Key = None,
+    trust_checkpoint: Trust = False,
     device: Device = typer.Option(Device.cpu, "--device",
                                   help="Where samples are scored: cpu, cuda, or auto (the GPU when present)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -114,29 +113,13 @@ def usage_command(
                                    inputs=[("--features", features)])
         # Under torchrun every rank scores its shard; only rank 0 talks and writes.
         rank0 = int(os.environ.get("RANK", "0")) == 0
-        path = resolve_source(checkpoint)
+        read = ReadOptions(format=format, network=network.value, key=key, trust=trust_checkpoint)
+        path = resolve_source(checkpoint, cache_dir=read.cache_dir)
         err = stderr_console()
-        bar = None
-        if features is not None and not quiet and rank0 and err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            bar = Progress("assigning samples", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                           console=err, transient=True)
-        task = bar.add_task("assign", total=None) if bar is not None else None
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        if bar is not None:
-            bar.start()
-        try:
+        with progress_bar("assigning samples", quiet=quiet or not rank0 or features is None) as update:
             report = usage_from_checkpoint(
-                path, features, space=space.value, head=head, eps=eps, format=format,
-                network=network.value, key=key, trust=trust_checkpoint, temperature=temperature,
-                progress=progress if bar is not None else None, device=device.value)
-        finally:
-            if bar is not None:
-                bar.stop()
+                path, features, space=space.value, head=head, eps=eps, read=read,
+                temperature=temperature, progress=update, device=device.value)
         try:
             if rank0:
                 write(report, path, err)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, option
+from ..options import NETWORKS
 from ..thresholds import GATE_EPS
 from ..types import METHODS
 
@@ -37,7 +38,6 @@ SECTION = "tool.collapse-probe"
 #: Every key the section accepts.
 CONFIG_KEYS: tuple[str, ...] = ("checkpoints", "heads", "fail_under", "eps", "method", "network",
                                 "format", "key", "cache_dir")
-_NETWORKS = ("teacher", "student")
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def parse_gate_config(section: Mapping[str, Any], *, base_dir: Path | str = ".",
         raise error(f"`eps` must be a distance in (0, 2] between unit vectors (e.g. 0.025), "
                     f"got {_show(eps)}.")
     method = _choice(section.get("method", "components"), "method", METHODS, error)
-    network = _choice(section.get("network", "teacher"), "network", _NETWORKS, error)
+    network = _choice(section.get("network", "teacher"), "network", NETWORKS, error)
     texts = {}
     for name in ("format", "key", "cache_dir"):
         value = section.get(name)

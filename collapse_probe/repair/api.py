@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import CheckpointError, InputError, UnsafeCheckpointError, option
 from ..families import FAMILIES, family
+from ..options import ReadOptions
 from ..validation import fail
 from .features import Augmentation, FeatureViews, load_features
 from .result import UTILIZATION_EPS, FinetuneResult
@@ -49,9 +50,8 @@ def finetune(
     weight_decay: float = 0.0,
     device: str = "cpu",
     seed: int = 0,
-    format: str | None = None,  # noqa: A002
+    read: ReadOptions | None = None,
     head: str | None = None,
-    trust: bool = False,
     teacher: str = "copy-student",
     teacher_temp: float = 0.04,
     student_temp: float = 0.1,
@@ -101,10 +101,10 @@ def finetune(
         steps, batch_size, lr, weight_decay: AdamW settings.
         device: ``cpu`` or ``cuda`` (``cuda`` under torchrun means ``cuda:LOCAL_RANK``).
         seed: seeds batch order, augmentation and KoLeo's jitter.
-        format: checkpoint format; detected when None.
+        read: the checkpoint's format (detected when None) and trust; both networks are read,
+            so its network and key do not apply.
         head: which head (default: the format's main head, every set of SwAV prototypes; see
             :func:`collapse_probe.heads.rebuild_head`).
-        trust: unpickle the checkpoint with full pickle (trusted files only).
         teacher: ``copy-student`` (default) or ``ema``: what the written teacher is.
         teacher_momentum: start of the EMA momentum; None picks one suited to ``steps``.
         teacher_temp, student_temp, center_momentum: DINO loss settings.
@@ -147,7 +147,8 @@ def finetune(
     array = load_features(features)
     torch_device = _device(device)
 
-    checkpoint = read_checkpoint(source, format=format, trust=trust)
+    read = ReadOptions(format=read.format, trust=read.trust) if read is not None else ReadOptions()
+    checkpoint = read_checkpoint(source, read)
     if checkpoint.replaced:
         # Placeholders cannot be written back as the objects they replaced.
         raise UnsafeCheckpointError(
@@ -159,7 +160,7 @@ def finetune(
     if fmt not in SUPPORTED_FORMATS:
         raise InputError(f"fine-tuning {fmt} checkpoints is not supported (its objective is not "
                          f"implemented): supported formats are {', '.join(SUPPORTED_FORMATS)}.")
-    obj = load_state(source, trust=trust)
+    obj = load_state(source, trust=read.trust)
     objective_name = family(fmt).objective
     teacher_state, student_state = _network_states(obj, fmt, network_state)
     one_network = family(fmt).one_network  # SwAV trains one network: no teacher, no EMA

@@ -43,6 +43,7 @@ def measure_usage(
     DINOv2 ``dino_head``). Checkpoints that are in-memory arrays have no file to rebuild a head
     from and need bottleneck features; they are refused in backbone space.
     """
+    from ..options import ReadOptions
     from ..usage import usage_from_checkpoint
 
     out = []
@@ -52,9 +53,10 @@ def measure_usage(
                        got=f"the in-memory input {checkpoint.source}",
                        hint="Use collapse_probe.data_usage for arrays.")
         head = checkpoint.heads[0]
+        read = ReadOptions(format=checkpoint.format, network=checkpoint.network or "teacher",
+                           trust=trust)
         usage = usage_from_checkpoint(checkpoint.path, features, space=space, head=head.name,
-                                      eps=eps, method=report.method, format=checkpoint.format,
-                                      network=checkpoint.network or "teacher", trust=trust)
+                                      eps=eps, method=report.method, read=read)
         out.append(HeadUsage(checkpoint=index, head=head.name, usage=usage))
     return tuple(out)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, option
+from ..options import ReadOptions
 from ..thresholds import GATE_EPS
 from ..types import PrototypeSet
 from ..validation import describe, fail
@@ -99,10 +100,7 @@ def usage_from_checkpoint(
     head: str | None = None,
     eps: float = GATE_EPS,
     method: str = "components",
-    format: str | None = None,  # noqa: A002 - the CLI option's name
-    network: str = "teacher",
-    key: str | None = None,
-    trust: bool = False,
+    read: ReadOptions | None = None,
     temperature: float = DEFAULT_CENTER_TEMPERATURE,
     block_size: int = DEFAULT_BLOCK_SIZE,
     prototype_block_size: int = DEFAULT_PROTOTYPE_BLOCK_SIZE,
@@ -119,7 +117,7 @@ def usage_from_checkpoint(
         space: ``backbone`` (through the head MLP) or ``bottleneck`` (used as they are).
         head: the head's name; the checkpoint's first head by default.
         eps, method: duplicate groups for the merged statistics.
-        format, network, key, trust: how to read the checkpoint (see ``read_checkpoint``).
+        read: how to read the checkpoint (format, network, key, trust).
         temperature: the center proxy's softmax temperature.
         block_size, prototype_block_size, progress, top, device: see :func:`data_usage`; on a
             GPU the head MLP runs there too.
@@ -132,7 +130,8 @@ def usage_from_checkpoint(
     if space not in SPACES:
         raise fail("space", expected=" or ".join(repr(s) for s in SPACES), got=repr(space))
     path = Path(path)
-    ckpt = read_checkpoint(path, format=format, network=network, key=key, trust=trust)
+    read = read or ReadOptions()
+    ckpt = read_checkpoint(path, read)
     protos = _pick_head(ckpt.heads, head, path)
     if features is None:
         # iBOT keeps the patch head's running mean apart, as center2.
@@ -154,7 +153,7 @@ def usage_from_checkpoint(
                              f"pass bottleneck features with {option('space', 'bottleneck')}.")
         # Under torchrun, join the group first: with CUDA it pins this process's GPU.
         shard_from_env(resolve_device(device))
-        embed, in_dim = _head_embed(path, fmt=ckpt.format, network=network, head=protos.name, trust=trust,
+        embed, in_dim = _head_embed(path, fmt=ckpt.format, network=read.network, head=protos.name, trust=read.trust,
                                     device=resolve_device(device))
         in_dim = in_dim or protos.dim
         if dim != in_dim:
