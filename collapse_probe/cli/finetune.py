@@ -11,11 +11,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..options import ReadOptions
 from ..repair.api import DEFAULT_KOLEO_WEIGHT
 from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
                      stderr_console, stdout_console)
-from .options import Format, Trust
+from .options import Format, Trust, read_options
 
 __all__ = ["register", "sparkline"]
 
@@ -93,7 +92,8 @@ def finetune_command(
                           quiet=quiet or not rank0) as update:
             result = finetune(path, features, out=out, koleo_weight=koleo_weight, steps=steps,
                               batch_size=batch_size, lr=lr, device=device, seed=seed,
-                              read=ReadOptions(format=format, trust=trust_checkpoint),
+                              read=read_options(format=format, network="teacher", key=None,
+                                                trust=trust_checkpoint),
                               head=head, teacher=teacher,
                               teacher_momentum=teacher_momentum, teacher_temp=teacher_temp,
                               koleo_anchors="auto" if koleo_anchors is None else koleo_anchors,

@@ -11,7 +11,7 @@ import typer
 __all__ = [
     "Method", "Network", "Space", "Sources", "Example", "Eps", "Cosine", "MethodOption", "NetworkOption",
     "Format", "Key", "FailUnder", "GateEps", "Trust", "CacheDir", "Quiet", "HealthyFloor",
-    "CollapsedMaxUnique", "verdict_policy", "checkpoint_names",
+    "CollapsedMaxUnique", "verdict_policy", "checkpoint_names", "read_options",
 ]
 
 
@@ -87,3 +87,13 @@ def checkpoint_names(sources: list[str] | None, example: bool, *, hint: str) -> 
     if not names:
         raise fail("checkpoint", expected="at least one path or zoo name", got="none", hint=hint)
     return names
+
+
+def read_options(*, format: str | None, network: Network | str, key: str | None, trust: bool,  # noqa: A002
+                 cache_dir: Path | None = None):  # noqa: ANN201 - the core's ReadOptions
+    """The :class:`~collapse_probe.options.ReadOptions` the reading options describe: built once
+    per command and passed whole to the core."""
+    from ..options import ReadOptions
+
+    return ReadOptions(format=format, network=network.value if isinstance(network, Network) else network,
+                       key=key, trust=trust, cache_dir=cache_dir)

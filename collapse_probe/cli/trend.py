@@ -11,7 +11,7 @@ import typer
 from ..errors import OutputError
 from .common import atomic_write, run_command, status_line, stdout_console
 from .options import (Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption,
-                      Quiet, Trust)
+                      Quiet, Trust, read_options)
 
 __all__ = ["register", "write_trend_outputs", "TREND_FILES"]
 
@@ -84,8 +84,8 @@ def trend_command(
 
         with status_line(quiet, "auditing") as progress:
             report = trend(inputs, eps=eps or None, cosine=cosine or None, method=method.value,
-                           network=network.value, format=format, key=key, trust=trust_checkpoint,
-                           progress=progress)
+                           read=read_options(format=format, network=network, key=key,
+                                             trust=trust_checkpoint), progress=progress)
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)

@@ -9,10 +9,9 @@ from typing import Any, Optional
 
 import typer
 
-from ..options import ReadOptions
 from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
                      stderr_console, stdout_console)
-from .options import Format, Key, Network, NetworkOption, Space, Trust
+from .options import Format, Key, Network, NetworkOption, Space, Trust, read_options
 
 __all__ = ["register"]
 
@@ -113,7 +112,7 @@ def usage_command(
                                    inputs=[("--features", features)])
         # Under torchrun every rank scores its shard; only rank 0 talks and writes.
         rank0 = int(os.environ.get("RANK", "0")) == 0
-        read = ReadOptions(format=format, network=network.value, key=key, trust=trust_checkpoint)
+        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint)
         path = resolve_source(checkpoint, cache_dir=read.cache_dir)
         err = stderr_console()
         with progress_bar("assigning samples", quiet=quiet or not rank0 or features is None) as update:

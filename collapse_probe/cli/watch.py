@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from .common import run_command, stdout_console
-from .options import Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption, Trust
+from .options import (Cosine, Eps, Format, Key, Method, MethodOption, Network, NetworkOption, Trust,
+                      read_options)
 
 __all__ = ["register", "JSONL_NAME"]
 
@@ -64,10 +65,10 @@ def watch_command(
                               highlight=False, markup=False)
                 sys.stdout.flush()
 
-        watcher = Watcher(folder, recursive=recursive, jsonl=out / JSONL_NAME, eps=eps or None, cosine=cosine or None,
-                          method=method.value, network=network.value, format=format, key=key,
-                          trust=trust_checkpoint, interval=interval, settle_s=settle,
-                          on_event=on_event)
+        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint)
+        watcher = Watcher(folder, recursive=recursive, jsonl=out / JSONL_NAME, eps=eps or None,
+                          cosine=cosine or None, method=method.value, read=read, interval=interval,
+                          settle_s=settle, on_event=on_event)
         console.print(f"watching {folder} every {interval:g} s (Ctrl-C to stop); trend: "
                       f"{out / JSONL_NAME} (in {out.resolve()}; --out picks another folder)",
                       highlight=False)

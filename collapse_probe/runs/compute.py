@@ -11,6 +11,7 @@ from pathlib import Path
 from .._version import __version__
 from ..checkpoints.loading import live_files
 from ..errors import CheckpointChangedError, CheckpointError
+from ..options import ReadOptions
 from ..thresholds import resolve_thresholds
 from ..types import METHODS
 from ..validation import fail
@@ -28,10 +29,7 @@ def audit_entry(
     *,
     eps: tuple[float, ...],
     method: str,
-    network: str,
-    format: str | None = None,  # noqa: A002 - the CLI option's name
-    key: str | None = None,
-    trust: bool = False,
+    read: ReadOptions | None = None,
     retry: bool = True,
 ) -> TrendEntry:
     """Audit one checkpoint of a run at thresholds ``eps`` and keep only the numbers.
@@ -46,8 +44,7 @@ def audit_entry(
         try:
             with reading(checkpoint.path):
                 stat = checkpoint.path.stat()
-                report = audit(checkpoint.path, eps=eps, method=method, network=network,
-                               format=format, key=key, trust=trust)
+                report = audit(checkpoint.path, eps=eps, method=method, read=read)
             break
         except CheckpointChangedError:
             if not retry or attempt == _ATTEMPTS - 1:
@@ -115,10 +112,7 @@ def trend(
     eps: float | Iterable[float] | None = None,
     cosine: float | Iterable[float] | None = None,
     method: str = "components",
-    network: str = "teacher",
-    format: str | None = None,  # noqa: A002
-    key: str | None = None,
-    trust: bool = False,
+    read: ReadOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrendReport:
     """Audit the checkpoints of one run in epoch order.
@@ -127,7 +121,7 @@ def trend(
         paths: checkpoint files and/or training output folders (a folder stands for its
             ``*.pth`` / ``*.pt`` / ``*.pth.tar`` / ``*.ckpt`` files).
         eps, cosine: thresholds, as for :func:`collapse_probe.audit` (default sweep when neither).
-        method, network, format, key, trust: as for :func:`collapse_probe.audit`.
+        method, read: as for :func:`collapse_probe.audit`.
         progress: called with a short status line before each checkpoint is audited.
 
     Returns:
@@ -140,19 +134,19 @@ def trend(
     if method not in METHODS:
         raise fail("method", expected=" or ".join(repr(m) for m in METHODS), got=repr(method))
     thresholds = resolve_thresholds(eps, cosine)
+    read = read or ReadOptions()
     eps_values = tuple(t.eps for t in thresholds)
     items = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     files = expand_inputs(items)
     located = []
     for f in files:
         with reading(f):
-            located.append(locate(f, epoch_entry=read_epoch(f, trust=trust)))
+            located.append(locate(f, epoch_entry=read_epoch(f, trust=read.trust)))
     entries = []
     for checkpoint in order_checkpoints(located):
         if progress is not None:
             progress(f"auditing {checkpoint.path}")
         log.info("trend: auditing %s (epoch %s)", checkpoint.path, checkpoint.epoch)
-        entries.append(audit_entry(checkpoint, eps=eps_values, method=method, network=network,
-                                   format=format, key=key, trust=trust))
+        entries.append(audit_entry(checkpoint, eps=eps_values, method=method, read=read))
     return TrendReport(entries=tuple(entries), thresholds=thresholds, method=method,
-                       network=network, tool_version=__version__)
+                       network=read.network, tool_version=__version__)

@@ -22,6 +22,7 @@ from pathlib import Path
 from .._version import __version__
 from ..checkpoints.loading import live_files
 from ..errors import CheckpointChangedError, CollapseProbeError, UnsafeCheckpointError
+from ..options import ReadOptions
 from ..thresholds import Threshold, resolve_thresholds
 from ..types import METHODS
 from ..validation import fail
@@ -81,7 +82,7 @@ class Watcher:
         recursive: watch the checkpoint files of its subfolders too (DINOv2's ``eval/``).
         jsonl: the trend file to append to; earlier records there are kept and not re-audited.
             None: keep the trend in memory only.
-        eps, cosine, method, network, format, key, trust: as for :func:`collapse_probe.audit`.
+        eps, cosine, method, read: as for :func:`collapse_probe.audit`.
         interval: seconds between polls in :meth:`run`.
         settle_s: extra seconds a file must stay unchanged before it is read (0: two polls suffice).
         clock: monotonic time source in seconds; sleep: how to wait (both injectable for tests).
@@ -97,10 +98,7 @@ class Watcher:
         eps: float | Iterable[float] | None = None,
         cosine: float | Iterable[float] | None = None,
         method: str = "components",
-        network: str = "teacher",
-        format: str | None = None,  # noqa: A002 - the CLI option's name
-        key: str | None = None,
-        trust: bool = False,
+        read: ReadOptions | None = None,
         interval: float = 60.0,
         settle_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
@@ -120,8 +118,7 @@ class Watcher:
             raise fail("settle_s", expected="seconds >= 0", got=repr(settle_s))
         self.thresholds = resolve_thresholds(eps, cosine)
         self.jsonl = None if jsonl is None else Path(jsonl)
-        self.method, self.network = method, network
-        self.format, self.key, self.trust = format, key, trust
+        self.method, self.read = method, read or ReadOptions()
         self.interval, self.settle_s = float(interval), float(settle_s)
         self.clock, self.sleep, self.on_event = clock, sleep, on_event
         self.polls = 0
@@ -186,7 +183,7 @@ class Watcher:
         eps_seen = {e for entry in ordered for h in entry.heads for e in h.eps}
         thresholds = tuple(sorted({*self.thresholds, *(Threshold.from_eps(e) for e in eps_seen)}))
         return TrendReport(entries=ordered, thresholds=thresholds, method=self.method,
-                           network=self.network, tool_version=__version__)
+                           network=self.read.network, tool_version=__version__)
 
     def _visit(self, path: Path, now: float) -> WatchEvent | None:
         try:
@@ -223,7 +220,7 @@ class Watcher:
         if now - previous[1] < self.settle_s:
             return None
         try:
-            epoch = read_epoch(path, trust=self.trust)
+            epoch = read_epoch(path, trust=self.read.trust)
         except UnsafeCheckpointError as exc:  # complete, but refused: retrying will not help
             self._failed[resolved] = (signature, str(exc))
             self._seen.pop(resolved, None)
@@ -235,8 +232,7 @@ class Watcher:
             return WatchEvent(str(path), "unreadable", f"not readable yet, will retry ({exc})")
         try:
             entry = audit_entry(locate(path, epoch_entry=epoch), eps=tuple(t.eps for t in self.thresholds),
-                                method=self.method, network=self.network, format=self.format,
-                                key=self.key, trust=self.trust, retry=False)
+                                method=self.method, read=self.read, retry=False)
         except CollapseProbeError as exc:
             if isinstance(exc, CheckpointChangedError) or _signature(path) != signature:
                 return self._changed(path, resolved, now)  # rewritten while we read it
@@ -251,7 +247,7 @@ class Watcher:
         self._entries.append(entry)
         self._audited.append(entry)
         if self.jsonl is not None:
-            append_jsonl(self.jsonl, entry, method=self.method, network=self.network)
+            append_jsonl(self.jsonl, entry, method=self.method, network=self.read.network)
         return WatchEvent(str(path), "audited", _describe(entry), entry)
 
 
