@@ -7,6 +7,8 @@ in neither torch nor faiss nor matplotlib until a name that needs them is used.
 from __future__ import annotations
 
 import importlib
+import sys
+from types import ModuleType
 from typing import Any
 
 from ._version import __version__
@@ -47,10 +49,10 @@ _EXPORTS: dict[str, str] = {
     "resolve_source": "sources",
     "file_sha256": "hashing",
     "audit": "audit",
-    "AuditReport": "report.model",
-    "CheckpointAudit": "report.model",
-    "HeadAudit": "report.model",
-    "GateResult": "report.model",
+    "AuditReport": "audit",
+    "CheckpointAudit": "audit",
+    "HeadAudit": "audit",
+    "GateResult": "audit",
     "write_report": "report.writer",
     "render_markdown": "report.markdown",
     "render_html": "report.html",
@@ -62,10 +64,10 @@ _EXPORTS: dict[str, str] = {
     "nn_similarity_histogram": "report.figures",
     "pca_map": "report.figures",
     "norm_distribution": "report.figures",
-    "Verdict": "report.verdicts",
-    "VerdictPolicy": "report.verdicts",
-    "judge_head": "report.verdicts",
-    "nearest_neighbour_similarity": "report.neighbours",
+    "Verdict": "audit",
+    "VerdictPolicy": "audit",
+    "judge_head": "audit",
+    "nearest_neighbour_similarity": "audit",
     "trend": "runs",
     "trend_figure": "runs",
     "TrendReport": "runs",
@@ -104,3 +106,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(ModuleType):
+    """``collapse_probe`` itself. The function :func:`audit` shares its name with the subpackage
+    ``collapse_probe.audit`` that defines it; Python binds a subpackage to its parent's attribute
+    when it is first imported (by the renderers, say), which would hide the function. The
+    attribute stays the function; the subpackage is ``sys.modules["collapse_probe.audit"]``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "audit" and isinstance(value, ModuleType):
+            value = value.audit
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..audit.gate import STATUSES, gate_passes, head_status
 from ..errors import CollapseProbeError
 from ..runs.compute import reading
 from .config import GateConfig
@@ -22,10 +23,6 @@ from .config import GateConfig
 __all__ = ["GateCheck", "GateOutcome", "run_gate", "checkpoint_files", "STATUSES"]
 
 log = logging.getLogger(__name__)
-
-#: ``passed`` / ``failed``: a gated head, or a checkpoint-level problem (``failed``, head "");
-#: ``not-gated``: a head with no floor (neither in ``heads`` nor covered by ``fail_under``).
-STATUSES: tuple[str, ...] = ("passed", "failed", "not-gated")
 
 _GLOB_CHARS = frozenset("*?[")
 _PATH_ENDINGS = (".pth", ".pt", ".tar", ".ckpt", ".npy", ".npz", ".safetensors")
@@ -38,7 +35,10 @@ class GateCheck:
     Attributes:
         checkpoint: the file or name audited (or the configuration entry that failed).
         head: the head's name; "" for a problem with the checkpoint itself.
-        status: one of :data:`STATUSES`.
+        status: one of :data:`STATUSES`: ``passed`` / ``failed`` for a gated head (the rule of
+            :mod:`collapse_probe.audit.gate`), ``failed`` for a checkpoint-level problem (head
+            ""), ``not-gated`` for a head with no floor (neither in ``heads`` nor covered by
+            ``fail_under``).
         message: one line saying what was measured or what went wrong.
         floor: the utilization floor applied (None when not gated or not measured).
         utilization, unique, num_prototypes: the measurement at ``eps`` (None when not measured).
@@ -73,7 +73,7 @@ class GateOutcome:
 
     @property
     def passed(self) -> bool:
-        return not self.failures and any(c.status == "passed" for c in self.checks)
+        return gate_passes(c.status for c in self.checks)
 
     @property
     def exit_code(self) -> int:
@@ -154,12 +154,13 @@ def _check(source: str, head: str, unique: int, num_prototypes: int, config: Gat
     floor = config.floor_for(head)
     measured = (f"{unique}/{num_prototypes} unique = {100 * utilization:.2f} % at eps "
                 f"{config.eps:g}")
+    status = head_status(utilization, floor)
     if floor is None:
-        status, message = "not-gated", f"{measured} (no floor for this head)"
-    elif utilization < floor:
-        status, message = "failed", f"{measured} < floor {100 * floor:.2f} %"
+        message = f"{measured} (no floor for this head)"
+    elif status == "failed":
+        message = f"{measured} < floor {100 * floor:.2f} %"
     else:
-        status, message = "passed", f"{measured} >= floor {100 * floor:.2f} %"
+        message = f"{measured} >= floor {100 * floor:.2f} %"
     return GateCheck(checkpoint=source, head=head, status=status, message=message, eps=config.eps,
                      floor=floor, utilization=utilization, unique=unique,
                      num_prototypes=num_prototypes)

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..thresholds import GATE_EPS
 from ..types import DedupResult
-from .model import AuditReport, HeadAudit
-from .neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_pdf
+from ..audit.neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_pdf
+from ..audit.records import AuditReport, HeadAudit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -240,7 +240,7 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
     """Histogram of each prototype's cosine similarity to its nearest other prototype.
 
     The dashed curve is the exact law for K random unit vectors in D dimensions (an untrained
-    head, see :func:`~collapse_probe.report.neighbours.random_nn_cdf`); dotted lines mark the
+    head, see :func:`~collapse_probe.audit.neighbours.random_nn_cdf`); dotted lines mark the
     duplicate thresholds. Up to K = 16384 every prototype is searched exactly (faiss
     ``IndexFlatIP``, k = 2); beyond, a seeded sample of anchors against all K (said in the title).
     y is logarithmic: duplicates pile up at 1 by the thousand.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..thresholds import GATE_EPS
 from ..types import DedupResult
-from .model import AuditReport, HeadAudit
+from ..audit.records import AuditReport, HeadAudit
 
 __all__ = ["headline_result", "method_sentence", "groups_sentence", "LISTED_GROUPS"]
 

@@ -1,4 +1,4 @@
-"""The audit report model: what one audit found, for every checkpoint, head and threshold."""
+"""The audit records: what one audit found, for every checkpoint, head and threshold."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["HeadAudit", "CheckpointAudit", "GateFailure", "GateResult", "AuditRe
 class HeadAudit:
     """One head of one checkpoint: its prototypes and one DedupResult per threshold (ascending eps).
 
-    ``verdict`` is the one-word hint of :mod:`collapse_probe.report.verdicts` (None when not judged);
+    ``verdict`` is the one-word hint of :mod:`collapse_probe.audit.verdicts` (None when not judged);
     ``neighbours`` the nearest-neighbour similarities it was judged on (reused by the figures).
     """
 

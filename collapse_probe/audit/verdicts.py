@@ -9,7 +9,7 @@ the sentence and the numbers behind it. The rules, checked in this order:
 2. ``untrained``: the nearest-neighbour cosine similarities are indistinguishable from those of
    K uniform random unit vectors in D dimensions (what DINO-style heads are initialised to): the
    Kolmogorov-Smirnov distance between their empirical distribution and the exact law of the
-   random case (:func:`~collapse_probe.report.neighbours.random_nn_cdf`) is at most
+   random case (:func:`~collapse_probe.audit.neighbours.random_nn_cdf`) is at most
    ``untrained_max_ks`` (default 0.1) plus ``1.63 / sqrt(n)`` (the 1 % critical value of the KS
    test for n anchors, so small heads are not called trained on noise). Needs D >= 2.
 3. ``partial-collapse``: utilization at ``eps`` below ``healthy_floor`` (default 0.5).

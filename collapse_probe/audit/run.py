@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .dedup import sweep
-from .report.model import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
-from .report.neighbours import nearest_neighbour_similarity
-from .report.verdicts import VerdictPolicy, judge_head
-from .thresholds import GATE_EPS, Threshold, resolve_thresholds
-from .types import METHODS, PrototypeSet
-from .validation import describe, fail
+from .._version import __version__
+from ..dedup import sweep
+from ..thresholds import GATE_EPS, Threshold, resolve_thresholds
+from ..types import METHODS, PrototypeSet
+from ..validation import describe, fail
+from .gate import gate_passes, head_status
+from .neighbours import nearest_neighbour_similarity
+from .records import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
+from .verdicts import VerdictPolicy, judge_head
 
 __all__ = ["audit", "Source"]
 
@@ -138,9 +139,9 @@ def _load(source: Source, *, network: str, format: str | None, key: str | None, 
         raise fail("source", expected="a path, a zoo or example name, or a (K, D) array",
                    got=describe(source))
 
-    from .checkpoints import read_checkpoint
-    from .examples import EXAMPLES
-    from .sources import resolve_source
+    from ..checkpoints import read_checkpoint
+    from ..examples import EXAMPLES
+    from ..sources import resolve_source
 
     path = resolve_source(str(source), cache_dir=cache_dir)
     checkpoint = read_checkpoint(path, format=format, network=network, key=key, trust=trust)
@@ -161,12 +162,15 @@ def _percent(progress: Callable[[str], None], what: str) -> Callable[[int, int],
 
 
 def _gate(audits: list[CheckpointAudit], fail_under: float, gate_eps: float) -> GateResult:
-    failures = []
+    """Every head held to ``fail_under`` at ``gate_eps`` by the one gate rule (:mod:`.gate`)."""
+    statuses, failures = [], []
     for checkpoint in audits:
         for head in checkpoint.heads:
             utilization = head.result_at(gate_eps).utilization
-            if utilization < fail_under:
+            status = head_status(utilization, fail_under)
+            statuses.append(status)
+            if status == "failed":
                 failures.append(GateFailure(checkpoint=checkpoint.source, head=head.name,
                                             utilization=utilization))
-    passed = not failures and any(c.heads for c in audits)
-    return GateResult(fail_under=fail_under, eps=gate_eps, passed=passed, failures=tuple(failures))
+    return GateResult(fail_under=fail_under, eps=gate_eps, passed=gate_passes(statuses),
+                      failures=tuple(failures))
