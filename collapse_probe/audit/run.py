@@ -10,7 +10,7 @@ import numpy as np
 
 from .._version import __version__
 from ..dedup import sweep
-from ..thresholds import GATE_EPS, Threshold, resolve_thresholds
+from ..thresholds import GATE_EPS, Threshold, eps_index, resolve_thresholds
 from ..types import METHODS, PrototypeSet
 from ..validation import describe, fail
 from .gate import gate_passes, head_status
@@ -68,9 +68,13 @@ def audit(
     thresholds = resolve_thresholds(eps, cosine)
     if fail_under is not None:
         gate_threshold = Threshold.from_eps(gate_eps)
-        if all(abs(t.eps - gate_threshold.eps) > 1e-12 for t in thresholds):
+        if eps_index((t.eps for t in thresholds), gate_threshold.eps) is None:
             thresholds = tuple(sorted((*thresholds, gate_threshold)))
     eps_values = [t.eps for t in thresholds]
+    policy = verdict_policy or VerdictPolicy()
+    # Every threshold the audit needs, in the one sweep per head: the shown ones (with the
+    # gate's) and the verdict's, kept apart when it is not shown. The verdicts only read.
+    extra_eps = [] if eps_index(eps_values, policy.eps) is not None else [policy.eps]
 
     audits = []
     for source in _as_source_list(sources):
@@ -83,14 +87,14 @@ def audit(
             what = f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})"
             if progress is not None:
                 progress(what)
-            results = sweep(head, eps=eps_values, method=method,
-                            progress=None if progress is None else _percent(progress, what))
-            neighbours = nearest_neighbour_similarity(
-                head, seed=(verdict_policy or VerdictPolicy()).seed)
-            verdict = judge_head(head, results, policy=verdict_policy, neighbours=neighbours,
-                                 method=method)
-            heads.append(HeadAudit(prototypes=head, results=results, verdict=verdict,
-                                   neighbours=neighbours))
+            swept = sweep(head, eps=[*eps_values, *extra_eps], method=method,
+                          progress=None if progress is None else _percent(progress, what))
+            shown = tuple(r for r in swept if eps_index(eps_values, r.eps) is not None)
+            extra = tuple(r for r in swept if eps_index(eps_values, r.eps) is None)
+            neighbours = nearest_neighbour_similarity(head, seed=policy.seed)
+            verdict = judge_head(head, swept, policy=policy, neighbours=neighbours, method=method)
+            heads.append(HeadAudit(prototypes=head, results=shown, verdict=verdict,
+                                   neighbours=neighbours, extra_results=extra))
         audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,
                                       format=checkpoint.format, network=checkpoint.network,
                                       sha256=checkpoint.sha256, heads=tuple(heads),

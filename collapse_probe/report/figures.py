@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..thresholds import GATE_EPS
 from ..types import DedupResult
 from ..audit.neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_pdf
 from ..audit.records import AuditReport, HeadAudit
+from .summary import headline_result
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -127,22 +127,6 @@ def checkpoint_label(report: AuditReport, index: int) -> str:
     names = [_short(c.source).strip("<>") for c in report.checkpoints]
     name = names[index]
     return f"{name} #{index + 1}" if names.count(name) > 1 else name
-
-
-def _default_result(head: HeadAudit, eps: float | None = None) -> DedupResult:
-    """The result at ``eps``, else at the verdict's eps, else the gate's, else the smallest eps."""
-    wanted = [e for e in (eps, (head.verdict.evidence.get("eps") if head.verdict else None), GATE_EPS)
-              if e is not None]
-    for value in wanted:
-        for result in head.results:
-            if abs(result.eps - value) <= 1e-12:
-                return result
-    if eps is not None:
-        from ..dedup import deduplicate
-
-        method = head.results[0].method if head.results else "components"
-        return deduplicate(head.prototypes, eps=eps, method=method)
-    return head.results[0]
 
 
 def utilization_vs_eps(report: AuditReport, *, labels: Sequence[str] | None = None) -> Figure:
@@ -269,7 +253,7 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
                 label="random unit vectors, same K and D\n(an untrained head)")
     if head.results:
         # One threshold (the verdict's): the sweep's lines would all crowd into the last bin.
-        result = _default_result(head)
+        result = headline_result(head)
         above = int(np.count_nonzero(sims > result.cosine))
         ax.axvline(result.cosine, color=PALETTE[3], linestyle=":", linewidth=1.4,
                    label=f"duplicate threshold eps {result.eps:g} (cos > {result.cosine:.6g}):\n"
@@ -299,7 +283,7 @@ def pca_map(head: HeadAudit, result: DedupResult | None = None, *, seed: int = 0
         result: the grouping to colour by; default the result at the verdict's eps (0.025).
         seed: seed of the point sample when K exceeds :data:`MAX_SCATTER_POINTS`.
     """
-    result = result or _default_result(head)
+    result = result or headline_result(head)
     vectors = np.asarray(head.prototypes.vectors, dtype=np.float64)
     centred = vectors - vectors.mean(axis=0)
     # Principal axes from the D x D covariance: cheap for any K.
