@@ -45,12 +45,13 @@ _EXPORTS: dict[str, str] = {
     "ZOO": "zoo",
     "fetch": "zoo",
     "resolve_source": "sources",
+    "ReadOptions": "options",
     "file_sha256": "hashing",
-    "audit": "audit",
-    "AuditReport": "report.model",
-    "CheckpointAudit": "report.model",
-    "HeadAudit": "report.model",
-    "GateResult": "report.model",
+    "audit": "auditing",
+    "AuditReport": "auditing",
+    "CheckpointAudit": "auditing",
+    "HeadAudit": "auditing",
+    "GateResult": "auditing",
     "write_report": "report.writer",
     "render_markdown": "report.markdown",
     "render_html": "report.html",
@@ -62,10 +63,10 @@ _EXPORTS: dict[str, str] = {
     "nn_similarity_histogram": "report.figures",
     "pca_map": "report.figures",
     "norm_distribution": "report.figures",
-    "Verdict": "report.verdicts",
-    "VerdictPolicy": "report.verdicts",
-    "judge_head": "report.verdicts",
-    "nearest_neighbour_similarity": "report.neighbours",
+    "Verdict": "auditing",
+    "VerdictPolicy": "auditing",
+    "judge_head": "auditing",
+    "nearest_neighbour_similarity": "auditing",
     "trend": "runs",
     "trend_figure": "runs",
     "TrendReport": "runs",
@@ -104,3 +105,4 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+

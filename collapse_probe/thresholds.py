@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 from .validation import fail
 
-__all__ = ["Threshold", "DEFAULT_EPS", "GATE_EPS", "eps_to_cosine", "cosine_to_eps", "resolve_thresholds"]
+__all__ = ["Threshold", "DEFAULT_EPS", "GATE_EPS", "EPS_TOLERANCE", "eps_to_cosine", "cosine_to_eps",
+           "resolve_thresholds", "eps_index"]
 
 #: The default sweep of distance thresholds (the follow-up paper's values plus 0.05).
 DEFAULT_EPS: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25, 0.5)
 #: The default threshold of the CI gate: the paper's main value.
 GATE_EPS: float = 0.025
+#: Two thresholds this close (in eps) are the same threshold.
+EPS_TOLERANCE = 1e-12
 
 
 def eps_to_cosine(eps: float) -> float:
@@ -70,6 +73,18 @@ def resolve_thresholds(
     thresholds = {Threshold.from_eps(e) for e in eps_values}
     thresholds |= {Threshold.from_cosine(c) for c in cosine_values}
     return tuple(sorted(thresholds))
+
+
+def eps_index(values: Iterable[float], eps: float) -> int | None:
+    """Position of the first of ``values`` that is the threshold ``eps``, None when none is.
+
+    Thresholds match to within :data:`EPS_TOLERANCE`: an eps given as a cosine and converted
+    back may differ from the typed value in its last bits.
+    """
+    for i, value in enumerate(values):
+        if abs(value - eps) <= EPS_TOLERANCE:
+            return i
+    return None
 
 
 def _as_tuple(value: float | Iterable[float] | None) -> tuple[float, ...]:

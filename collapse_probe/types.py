@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-__all__ = ["PrototypeSet", "DedupResult", "Group", "METHODS"]
+from .thresholds import eps_index
+
+__all__ = ["PrototypeSet", "DedupResult", "Group", "METHODS", "result_at"]
 
 #: Grouping methods: connected components of "closer than eps" (single linkage), or a greedy
 #: eps-net walked in index order.
@@ -134,3 +137,11 @@ class DedupResult:
     def __repr__(self) -> str:
         return (f"DedupResult(eps={self.eps:g}, cosine={self.cosine:.7g}, method={self.method!r}, "
                 f"unique={self.unique}, num_prototypes={self.num_prototypes})")
+
+
+def result_at(results: Iterable[DedupResult], eps: float) -> DedupResult | None:
+    """The one of ``results`` at threshold ``eps`` (matched as :func:`~collapse_probe.thresholds.eps_index`
+    does), None when none is."""
+    results = tuple(results)
+    index = eps_index((r.eps for r in results), eps)
+    return None if index is None else results[index]

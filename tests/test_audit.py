@@ -66,3 +66,22 @@ def test_progress_reports_reading_and_search(planted):
     search = [line for line in lines if line.startswith("deduplicating <array> / prototypes (K=400)")]
     assert search[0].endswith("(K=400)")  # announced before the search starts
     assert search[-1].endswith(": 100 %")  # and the engine's own progress reaches the end
+
+
+def test_verdict_threshold_is_swept_once_and_kept_out_of_the_shown_results(planted, monkeypatch):
+    import collapse_probe.dedup as dedup
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the verdict ran its own deduplication")
+
+    monkeypatch.setattr(dedup, "deduplicate", no_second_pass)
+    weights, _ = planted
+    report = audit(weights, eps=[0.1, 0.5])
+    (head,) = report.checkpoints[0].heads
+    assert [t.eps for t in report.thresholds] == [0.1, 0.5]
+    assert [r.eps for r in head.results] == [0.1, 0.5]
+    assert [r.eps for r in head.extra_results] == [0.025]
+    assert head.result_at(0.025).unique == 25  # the planted groups, read from the one sweep
+    assert head.verdict.evidence["eps"] == 0.025 and head.verdict.evidence["unique"] == 25
+    with pytest.raises(KeyError):
+        head.result_at(0.05)

@@ -35,6 +35,7 @@ from collapse_probe.checkpoints import (
 )
 from collapse_probe.checkpoints.keys import strip_wrappers
 from collapse_probe.families import FORMATS
+from collapse_probe.options import ReadOptions
 
 K, D = 24, 16
 
@@ -88,7 +89,7 @@ def test_dino_teacher_every_form_and_backbone(tmp_path, protos, form, backbone):
 @pytest.mark.parametrize("form", ["weight-norm-old", "weight-norm-new"])
 def test_dino_student_has_unit_gains_and_its_own_prototypes(tmp_path, protos, other, form):
     path = write_dino(tmp_path / "c.pth", prototypes=protos, student=other, form=form, gains=_gains())
-    checkpoint = read_checkpoint(path, network="student")
+    checkpoint = read_checkpoint(path, ReadOptions(network="student"))
     assert checkpoint.network == "student"
     (head,) = checkpoint.heads
     _check(head, other)
@@ -118,7 +119,7 @@ def test_wrapper_prefixes_are_stripped(tmp_path, protos, prefix):
     path = write_dino(tmp_path / "c.pth", prototypes=protos, teacher_prefix=prefix,
                       student_prefix=prefix)
     for network in ("teacher", "student"):
-        (head,) = load_prototypes(path, network=network)
+        (head,) = load_prototypes(path, ReadOptions(network=network))
         _check(head, protos)
         assert head.source_keys[0] == f"{network}.head.last_layer.weight_g"
 
@@ -158,7 +159,7 @@ def test_matches_torch_weight_norm_modules(tmp_path):
         state |= {f"{name}_head.last_layer.{k}": v for k, v in layer.state_dict().items()}
     torch.save({"teacher": state}, tmp_path / "m.pth")
     for name in ("old", "new"):
-        (head,) = load_prototypes(tmp_path / "m.pth", key=f"teacher.{name}_head.last_layer")
+        (head,) = load_prototypes(tmp_path / "m.pth", ReadOptions(key=f"teacher.{name}_head.last_layer"))
         np.testing.assert_allclose(head.vectors, expected[name], atol=1e-6)
 
 
@@ -186,7 +187,7 @@ def test_ibot_shared_head_is_reported_once(tmp_path, protos):
 def test_ibot_separate_patch_head(tmp_path, protos, other, form):
     path = write_ibot(tmp_path / "checkpoint.pth", prototypes=protos, patch_prototypes=other, form=form)
     for network in ("teacher", "student"):
-        heads = load_prototypes(path, network=network)
+        heads = load_prototypes(path, ReadOptions(network=network))
         assert [h.name for h in heads] == ["head", "head_patch"]
         assert all(h.shared_with == () for h in heads)
         _check(heads[0], protos)
@@ -196,7 +197,7 @@ def test_ibot_separate_patch_head(tmp_path, protos, other, form):
 
 def test_ibot_read_as_dino_reads_the_cls_head_only(tmp_path, protos, other):
     path = write_ibot(tmp_path / "c.pth", prototypes=protos, patch_prototypes=other)
-    checkpoint = read_checkpoint(path, format="dino")
+    checkpoint = read_checkpoint(path, ReadOptions(format="dino"))
     assert checkpoint.format == "dino" and [h.name for h in checkpoint.heads] == ["head"]
 
 
@@ -241,7 +242,7 @@ def test_esvit_view_and_region_heads(tmp_path, protos, other, backbone):
 def test_msn_prototypes_are_shared_by_both_networks(tmp_path, protos, training):
     path = write_msn(tmp_path / "vits16_800ep.pth.tar", prototypes=protos, training=training)
     for network in ("teacher", "student"):
-        checkpoint = read_checkpoint(path, network=network)
+        checkpoint = read_checkpoint(path, ReadOptions(network=network))
         assert (checkpoint.format, checkpoint.network) == ("msn", network)
         (head,) = checkpoint.heads
         assert head.name == "prototypes" and checkpoint.forms == {"prototypes": "raw"}
@@ -300,7 +301,7 @@ def test_lightly_teacher_and_student_heads(tmp_path, protos, other, lightning, f
     assert (teacher.format, teacher.network) == ("lightly", "teacher")
     assert [h.name for h in teacher.heads] == ["teacher_head"]
     _check(teacher.heads[0], protos)
-    student = read_checkpoint(path, network="student")
+    student = read_checkpoint(path, ReadOptions(network="student"))
     assert [h.name for h in student.heads] == ["student_head"]
     _check(student.heads[0], other)
     state = network_state(load_state(path), format="lightly", network="teacher")
@@ -324,7 +325,7 @@ def test_sololearn_momentum_head_is_the_teacher(tmp_path, protos, other, form):
     assert teacher.format == "solo-learn"
     _check(teacher.heads[0], protos, _gains())
     assert teacher.heads[0].source_keys[0].startswith("state_dict.momentum_head.last_layer.")
-    student = read_checkpoint(path, network="student")
+    student = read_checkpoint(path, ReadOptions(network="student"))
     _check(student.heads[0], other)
     assert student.heads[0].source_keys[0].startswith("state_dict.head.last_layer.")
     state = network_state(load_state(path), format="solo-learn", network="teacher")
@@ -356,7 +357,7 @@ def test_swav_multiple_prototype_sets(tmp_path, protos, other):
                                  "teacher.head.last_layer.weight_v", "teacher.head.last_layer.weight_g"])
 def test_key_mode_resolves_weight_norm_pairs(tmp_path, protos, key):
     path = write_dino(tmp_path / "c.pth", prototypes=protos, gains=_gains(), teacher_prefix="module.")
-    checkpoint = read_checkpoint(path, key=key)
+    checkpoint = read_checkpoint(path, ReadOptions(key=key))
     assert (checkpoint.format, checkpoint.network) == ("key", "teacher")
     (head,) = checkpoint.heads
     assert head.name == "teacher.head.last_layer"
@@ -366,14 +367,14 @@ def test_key_mode_resolves_weight_norm_pairs(tmp_path, protos, key):
 def test_key_mode_reads_a_bare_tensor_in_nested_dicts(tmp_path, protos):
     weights = torch.from_numpy(protos * 3)
     torch.save({"model": {"ema": {"proto.bank": weights}}, "step": 5}, tmp_path / "custom.pt")
-    checkpoint = read_checkpoint(tmp_path / "custom.pt", key="model.ema.proto.bank")
+    checkpoint = read_checkpoint(tmp_path / "custom.pt", ReadOptions(key="model.ema.proto.bank"))
     assert (checkpoint.network, checkpoint.forms) == ("", {"model.ema.proto.bank": "raw"})
     np.testing.assert_allclose(checkpoint.heads[0].norms, 3.0, rtol=1e-6)
 
 
 def test_key_inside_a_family_network(tmp_path, protos, other):
     path = write_dino(tmp_path / "c.pth", prototypes=protos, student=other)
-    checkpoint = read_checkpoint(path, format="dino", network="student", key="head.last_layer")
+    checkpoint = read_checkpoint(path, ReadOptions(format="dino", network="student", key="head.last_layer"))
     assert checkpoint.format == "dino"
     _check(checkpoint.heads[0], other)
     assert checkpoint.heads[0].source_keys[0] == "student.head.last_layer.weight_g"
@@ -392,7 +393,7 @@ def test_npz_one_array_or_picked_by_key(tmp_path, protos, other):
     single = write_array(tmp_path / "one.npz", {"w": protos})
     assert load_prototypes(single)[0].name == "w"
     both = write_array(tmp_path / "two.npz", {"a": protos, "b": other})
-    (head,) = load_prototypes(both, key="b")
+    (head,) = load_prototypes(both, ReadOptions(key="b"))
     assert head.name == "b"
     np.testing.assert_allclose(head.vectors, expected_vectors(other), atol=1e-6)
 
@@ -416,7 +417,7 @@ def test_every_family_format_is_detected(tmp_path, protos, other):
     for fmt, write in writers.items():
         path = write(tmp_path / f"{fmt}.pth")
         assert read_checkpoint(path).format == fmt
-        assert read_checkpoint(path, format=fmt).format == fmt
+        assert read_checkpoint(path, ReadOptions(format=fmt)).format == fmt
 
 
 def test_sha256_is_the_file_digest(tmp_path, protos):

@@ -27,6 +27,7 @@ from collapse_probe.errors import (
     NoPrototypesError,
     UnsafeCheckpointError,
 )
+from collapse_probe.options import ReadOptions
 
 K, D = 12, 8
 
@@ -184,18 +185,18 @@ def test_no_prototypes_lists_the_largest_matrices(tmp_path):
 def test_forced_format_that_does_not_match(tmp_path, protos):
     path = write_dino(tmp_path / "c.pth", prototypes=protos)
     with pytest.raises(NoPrototypesError, match="looks like a dino checkpoint"):
-        read_checkpoint(path, format="dinov2")
+        read_checkpoint(path, ReadOptions(format="dinov2"))
     with pytest.raises(NoPrototypesError, match="no msn heads.*looks like a dino checkpoint"):
-        read_checkpoint(path, format="msn")
+        read_checkpoint(path, ReadOptions(format="msn"))
     torch.save({"weights": {"w": torch.randn(4, 3)}}, tmp_path / "other.pth")
     with pytest.raises(NoPrototypesError, match="the ibot layout"):
-        read_checkpoint(tmp_path / "other.pth", format="ibot")
+        read_checkpoint(tmp_path / "other.pth", ReadOptions(format="ibot"))
 
 
 def test_key_that_does_not_exist_lists_nearby_keys(tmp_path, protos):
     path = write_dino(tmp_path / "c.pth", prototypes=protos)
     with pytest.raises(NoPrototypesError, match="no tensor or last layer at key") as exc:
-        read_checkpoint(path, key="teacher.head.last")
+        read_checkpoint(path, ReadOptions(key="teacher.head.last"))
     assert "teacher.head.mlp.0.weight" in str(exc.value)
 
 
@@ -264,7 +265,7 @@ def test_unknown_class_is_a_placeholder_and_loads_with_trust(tmp_path, protos, l
     loaded = load_state(tmp_path / "unknown.pth")
     assert isinstance(loaded["config"], Placeholder) and not isinstance(loaded["config"], CustomConfig)
     assert isinstance(loaded["args"], argparse.Namespace)  # allow-listed: rebuilt, not replaced
-    trusted = read_checkpoint(tmp_path / "unknown.pth", trust=True)
+    trusted = read_checkpoint(tmp_path / "unknown.pth", ReadOptions(trust=True))
     assert trusted.replaced == () and trusted.heads[0].num_prototypes == K
     assert isinstance(load_state(tmp_path / "unknown.pth", trust=True)["config"], CustomConfig)
 
@@ -301,26 +302,26 @@ def test_sniff_kinds(tmp_path, protos):
 def test_unknown_network_and_format_name_the_valid_values(tmp_path, protos):
     path = write_dino(tmp_path / "c.pth", prototypes=protos)
     with pytest.raises(InputError, match="unknown network 'ema': expected one of teacher, student"):
-        read_checkpoint(path, network="ema")
+        read_checkpoint(path, ReadOptions(network="ema"))
     with pytest.raises(InputError, match="unknown format 'dino2'.*dinov2.*solo-learn.*array"):
-        read_checkpoint(path, format="dino2")
+        read_checkpoint(path, ReadOptions(format="dino2"))
 
 
 def test_network_missing_from_the_file(tmp_path, protos):
     path = write_dinov2(tmp_path / "teacher_checkpoint.pth", prototypes=protos)
     with pytest.raises(CheckpointError, match="no 'student' network.*network='teacher'"):
-        read_checkpoint(path, network="student")
+        read_checkpoint(path, ReadOptions(network="student"))
 
 
 def test_array_format_mismatches(tmp_path, protos):
     with pytest.raises(CheckpointError, match="holds a bare array, not a dino checkpoint"):
-        read_checkpoint(write_array(tmp_path / "p.npy", protos), format="dino")
+        read_checkpoint(write_array(tmp_path / "p.npy", protos), ReadOptions(format="dino"))
     with pytest.raises(CheckpointError, match="holds a checkpoint dict, not a bare array"):
-        read_checkpoint(write_dino(tmp_path / "c.pth", prototypes=protos), format="array")
+        read_checkpoint(write_dino(tmp_path / "c.pth", prototypes=protos), ReadOptions(format="array"))
     with pytest.raises(CheckpointError, match="pass key=<name>"):
         read_checkpoint(write_array(tmp_path / "two.npz", {"a": protos, "b": protos}))
     with pytest.raises(CheckpointError, match="has no array 'c': it holds a, b"):
-        read_checkpoint(tmp_path / "two.npz", key="c")
+        read_checkpoint(tmp_path / "two.npz", ReadOptions(key="c"))
     with pytest.raises(InputError, match="expected a 2-D array"):
         read_checkpoint(write_array(tmp_path / "v.npy", protos[0]))
 

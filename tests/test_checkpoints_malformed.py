@@ -19,6 +19,7 @@ from layouts import planted_prototypes, write_dino
 from typer.testing import CliRunner
 
 from collapse_probe.cli.app import app
+from collapse_probe.options import ReadOptions
 
 runner = CliRunner()
 K, D = 32, 8
@@ -299,8 +300,8 @@ def test_gate_messages_name_configuration_keys_not_options(tmp_path):
     from collapse_probe.gate.run import run_gate
 
     path = write_dino(tmp_path / "c.pth", prototypes=_protos())
-    config = GateConfig(checkpoints=(str(path),), fail_under=0.0, format="msn",
-                        base_dir=tmp_path)
+    config = GateConfig(checkpoints=(str(path),), fail_under=0.0,
+                        base_dir=tmp_path, read=ReadOptions(format="msn"))
     (check,) = [c for c in run_gate(config).checks if c.failed]
     assert "--format" not in check.message and 'format = "dino" in the gate configuration' in check.message
 

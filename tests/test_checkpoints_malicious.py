@@ -24,6 +24,7 @@ from layouts import planted_prototypes, write_dino
 from typer.testing import CliRunner
 
 from collapse_probe.cli.app import app
+from collapse_probe.options import ReadOptions
 
 runner = CliRunner()
 K, D = 32, 8
@@ -180,7 +181,7 @@ def test_torchscript_archive_is_refused_without_running_it(tmp_path):
     with pytest.raises(CheckpointError, match="TorchScript archive"):
         read_checkpoint(path)
     with pytest.raises(CheckpointError, match="TorchScript archive"):
-        read_checkpoint(path, trust=True)
+        read_checkpoint(path, ReadOptions(trust=True))
 
 
 def test_a_pickle_that_sets_attributes_on_an_allowed_class_is_refused_and_undone(tmp_path):

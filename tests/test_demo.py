@@ -18,6 +18,7 @@ from collapse_probe.demo import (
 )
 from collapse_probe.demo.train import save_dino_checkpoint
 from collapse_probe.errors import InputError
+from collapse_probe.options import ReadOptions
 
 K = 64
 
@@ -148,7 +149,7 @@ def test_shipped_digits_checkpoints_show_the_repair() -> None:
     unique = {}
     for name in ("dino-digits", "dino-digits-koleo"):
         for network in ("teacher", "student"):
-            (head,) = load_prototypes(example_path(name), network=network)
+            (head,) = load_prototypes(example_path(name), ReadOptions(network=network))
             assert head.num_prototypes == 1024 and head.dim == 64
             unique[name, network] = deduplicate(head, eps=0.025).unique
         assert example_path(name).stat().st_size < 5_000_000

@@ -18,6 +18,7 @@ from layouts import (RESNET_DIM, planted_prototypes, write_dino, write_dinov2, w
 from collapse_probe import FinetuneResult, deduplicate, finetune
 from collapse_probe.checkpoints import load_state, read_checkpoint
 from collapse_probe.errors import CollapseProbeError, InputError
+from collapse_probe.options import ReadOptions
 
 FEATURE_DIM = 16  # layouts.VIT_DIM: the tiny ViT's output width
 K, D, GROUPS = 256, 16, 16
@@ -117,7 +118,7 @@ def test_forms_and_dtypes_are_preserved(collapsed: Path, runs) -> None:
         if isinstance(old[key], torch.Tensor):
             assert new[key].dtype == old[key].dtype and new[key].shape == old[key].shape, key
     for network in ("teacher", "student"):
-        assert read_checkpoint(target, network=network).forms == {"head": "weight-norm-old"}
+        assert read_checkpoint(target, ReadOptions(network=network)).forms == {"head": "weight-norm-old"}
 
 
 def test_koleo_repairs_the_collapsed_head(collapsed: Path, runs) -> None:

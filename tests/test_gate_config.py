@@ -14,7 +14,7 @@ def test_pyproject_section_is_read_with_defaults(tmp_path):
         'fail_under = 0.01\n\n[tool.collapse-probe.heads]\nhead_dense = 0.005\n')
     config = load_gate_config(cwd=tmp_path)
     assert config.checkpoints == ("runs/*.pth", "dino_vits16")
-    assert (config.eps, config.method, config.network) == (0.025, "components", "teacher")
+    assert (config.eps, config.method, config.read.network) == (0.025, "components", "teacher")
     assert config.floor_for("head_dense") == 0.005 and config.floor_for("head") == 0.01
     assert config.base_dir == tmp_path.resolve()
 
@@ -25,7 +25,7 @@ def test_standalone_toml_holds_the_keys_at_top_level(tmp_path):
                     '[heads]\nhead = 0.2\n')
     config = load_gate_config(path)
     assert config.checkpoints == ("a.pth",)
-    assert (config.eps, config.method, config.network) == (0.1, "greedy", "student")
+    assert (config.eps, config.method, config.read.network) == (0.1, "greedy", "student")
     assert config.floor_for("head") == 0.2 and config.floor_for("other") is None
 
 

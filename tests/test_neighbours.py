@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from collapse_probe.report.neighbours import random_nn_cdf, random_nn_pdf
+from collapse_probe.auditing.neighbours import random_nn_cdf, random_nn_pdf
 
 
 @pytest.mark.parametrize("dim", [2, 3, 16, 64, 256, 1024])

@@ -5,8 +5,8 @@ import pytest
 from report_heads import collapsed_head, healthy_head, partial_head, random_head, unit
 
 from collapse_probe import InputError, PrototypeSet, sweep
-from collapse_probe.report.neighbours import nearest_neighbour_similarity, random_nn_cdf
-from collapse_probe.report.verdicts import VERDICT_LABELS, Verdict, VerdictPolicy, judge_head
+from collapse_probe.auditing.neighbours import nearest_neighbour_similarity, random_nn_cdf
+from collapse_probe.auditing.verdicts import VERDICT_LABELS, Verdict, VerdictPolicy, judge_head
 
 
 def verdict(weights, **policy):

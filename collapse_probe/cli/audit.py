@@ -11,7 +11,7 @@ from .common import (atomic_write, refuse_overwriting_sources, run_command, stat
                      stderr_console, stdout_console)
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
-                      Quiet, Sources, Trust, checkpoint_names, verdict_policy)
+                      Quiet, Sources, Trust, checkpoint_names, verdict_policy, read_options)
 
 __all__ = ["register", "Method", "Network"]
 
@@ -38,7 +38,7 @@ def audit_command(
     """Count unique prototypes in every head of every checkpoint, at every threshold."""
 
     def body() -> int:
-        from ..audit import audit
+        from ..auditing import audit
         from ..report.json import report_to_json
         from ..report.terminal import render_audit
 
@@ -46,12 +46,13 @@ def audit_command(
                                  "or `collapse-probe zoo list`.")
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
+        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint,
+                            cache_dir=cache_dir)
         refuse_overwriting_sources({"--json": json_out}, names, cache_dir=cache_dir)
         with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
-                           network=network.value, format=format, key=key, trust=trust_checkpoint,
-                           fail_under=fail_under, gate_eps=gate_eps, cache_dir=cache_dir,
-                           progress=progress, verdict_policy=policy)
+                           read=read, fail_under=fail_under, gate_eps=gate_eps, progress=progress,
+                           verdict_policy=policy)
         # With JSON on stdout the tables go to stderr, so stdout stays parseable.
         console = stderr_console() if json_out == "-" else stdout_console()
         for renderable in render_audit(report):

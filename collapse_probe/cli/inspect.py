@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .common import run_command, stdout_console
-from .options import CacheDir, Format, Key, Network, NetworkOption, Trust
+from .options import CacheDir, Format, Key, Network, NetworkOption, Trust, read_options
 
 __all__ = ["register", "render_info"]
 
@@ -31,9 +31,10 @@ def inspect_command(
         from ..sources import resolve_source
         from .common import atomic_write
 
-        path = resolve_source(source, cache_dir=cache_dir)
-        info = inspect_checkpoint(path, format=format, network=network.value, key=key,
-                                  trust=trust_checkpoint)
+        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint,
+                            cache_dir=cache_dir)
+        path = resolve_source(source, cache_dir=read.cache_dir)
+        info = inspect_checkpoint(path, read)
         if json_out == "-":  # stdout holds the JSON alone, so it stays parseable
             typer.echo(json.dumps(info.to_dict(), indent=2))
             return

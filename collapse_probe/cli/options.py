@@ -70,7 +70,7 @@ CollapsedMaxUnique = Annotated[int, typer.Option(
 
 def verdict_policy(*, healthy_floor: float, collapsed_max_unique: int, gate_eps: float):  # noqa: ANN201
     """The VerdictPolicy the verdict options describe (read at the gate's eps)."""
-    from ..report.verdicts import VerdictPolicy
+    from ..auditing import VerdictPolicy
 
     return VerdictPolicy(eps=gate_eps, healthy_floor=healthy_floor,
                          collapsed_max_unique=collapsed_max_unique)

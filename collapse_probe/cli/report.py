@@ -12,7 +12,7 @@ from .common import refuse_overwriting_sources, run_command, status_line, stdout
 from .options import (CacheDir, CollapsedMaxUnique, Cosine, Eps, Example, FailUnder, Format,
                       GateEps, HealthyFloor, Key, Method, MethodOption, Network, NetworkOption,
                       Quiet, Sources, Space, Trust, checkpoint_names,
-                      verdict_policy)
+                      verdict_policy, read_options)
 
 __all__ = ["register"]
 
@@ -52,7 +52,7 @@ def report_command(
     """
 
     def body() -> int:
-        from ..audit import audit
+        from ..auditing import audit
         from ..escape import terminal
         from ..report.writer import write_report
         from ..validation import fail
@@ -65,14 +65,15 @@ def report_command(
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
         # The report's own file names: none of them may be a checkpoint or the features.
+        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint,
+                            cache_dir=cache_dir)
         names_written = ("report.html", "report.md", "report.json", "heads.csv", "usage.json")
         refuse_overwriting_sources([(f"--out {out}: its", out / name) for name in names_written],
                                    names, cache_dir=cache_dir, inputs=[("--features", features)])
         with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,
-                           network=network.value, format=format, key=key, trust=trust_checkpoint,
-                           fail_under=fail_under, gate_eps=gate_eps, cache_dir=cache_dir,
-                           progress=progress, verdict_policy=policy)
+                           read=read, fail_under=fail_under, gate_eps=gate_eps, progress=progress,
+                           verdict_policy=policy)
             figures = extra = None
             if features is not None:
                 from ..report.figures import report_figures

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, option
-from ..options import NETWORKS
+from ..errors import ConfigError, InputError, option
+from ..options import NETWORKS, ReadOptions
 from ..thresholds import GATE_EPS
 from ..types import METHODS
 
@@ -49,8 +49,9 @@ class GateConfig:
         heads: head name -> utilization floor in [0, 1].
         fail_under: floor for heads not in ``heads``; None: such heads are not gated.
         eps: the gate's distance threshold on unit vectors.
-        method, network, format, key: how to audit (see :func:`collapse_probe.audit`).
-        cache_dir: where zoo downloads are cached, relative to ``base_dir`` (None: the default cache).
+        method: how to group (see :func:`collapse_probe.audit`).
+        read: how to read the checkpoints: network, format, key and the cache folder of zoo
+            downloads, relative to ``base_dir`` (never ``trust``: the gate does not unpickle).
         base_dir: the folder relative paths and globs are resolved against.
         source: the file the configuration came from ("" when built in code).
     """
@@ -60,10 +61,7 @@ class GateConfig:
     fail_under: float | None = None
     eps: float = GATE_EPS
     method: str = "components"
-    network: str = "teacher"
-    format: str | None = None
-    key: str | None = None
-    cache_dir: str | None = None
+    read: ReadOptions = field(default_factory=ReadOptions)
     base_dir: Path = Path(".")
     source: str = ""
 
@@ -155,9 +153,13 @@ def parse_gate_config(section: Mapping[str, Any], *, base_dir: Path | str = ".",
         if value is not None and not (isinstance(value, str) and value):
             raise error(f"`{name}` must be a non-empty string, got {_show(value)}.")
         texts[name] = value
+    try:
+        read = ReadOptions(network=network, format=texts["format"], key=texts["key"],
+                           cache_dir=texts["cache_dir"])
+    except InputError as exc:
+        raise error(f"`format`: {exc}") from None
     return GateConfig(checkpoints=tuple(checkpoints), heads=heads, fail_under=fail_under,
-                      eps=float(eps), method=method, network=network, format=texts["format"],
-                      key=texts["key"], cache_dir=texts["cache_dir"], base_dir=Path(base_dir),
+                      eps=float(eps), method=method, read=read, base_dir=Path(base_dir),
                       source=source)
 
 

@@ -56,7 +56,7 @@ def github_summary(outcome: GateOutcome) -> str:
         "",
         f"{len(outcome.checks)} check{'s' * (len(outcome.checks) != 1)}, "
         f"{len(outcome.failures)} failed; eps {config.eps:g} "
-        f"(cos > {1 - config.eps ** 2 / 2:.7g}), method {config.method}, network {config.network}.",
+        f"(cos > {1 - config.eps ** 2 / 2:.7g}), method {config.method}, network {config.read.network}.",
         "",
         "| checkpoint | head | unique | K | utilization | floor | result |",
         "|---|---|---:|---:|---:|---:|---|",

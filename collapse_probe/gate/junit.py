@@ -68,7 +68,7 @@ def gate_to_junit(outcome: GateOutcome, *, timestamp: _dt.datetime | None = None
     properties = ET.SubElement(suite, "properties")
     config = outcome.config
     for name, value in (("eps", f"{config.eps:g}"), ("method", config.method),
-                        ("network", config.network), ("config", config.source)):
+                        ("network", config.read.network), ("config", config.source)):
         ET.SubElement(properties, "property", {"name": name, "value": _xml(value)})
     for check in outcome.checks:
         suite.append(_case(check))

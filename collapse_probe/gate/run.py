@@ -11,9 +11,10 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..auditing.gate import STATUSES, gate_passes, head_status
 from ..errors import CollapseProbeError, option_style
 from ..runs.compute import reading
 from .config import GateConfig
@@ -21,10 +22,6 @@ from .config import GateConfig
 __all__ = ["GateCheck", "GateOutcome", "run_gate", "checkpoint_files", "STATUSES"]
 
 log = logging.getLogger(__name__)
-
-#: ``passed`` / ``failed``: a gated head, or a checkpoint-level problem (``failed``, head "");
-#: ``not-gated``: a head with no floor (neither in ``heads`` nor covered by ``fail_under``).
-STATUSES: tuple[str, ...] = ("passed", "failed", "not-gated")
 
 _GLOB_CHARS = frozenset("*?[")
 _PATH_ENDINGS = (".pth", ".pt", ".tar", ".ckpt", ".npy", ".npz", ".safetensors")
@@ -37,7 +34,10 @@ class GateCheck:
     Attributes:
         checkpoint: the file or name audited (or the configuration entry that failed).
         head: the head's name; "" for a problem with the checkpoint itself.
-        status: one of :data:`STATUSES`.
+        status: one of :data:`STATUSES`: ``passed`` / ``failed`` for a gated head (the rule of
+            :mod:`collapse_probe.auditing.gate`), ``failed`` for a checkpoint-level problem (head
+            ""), ``not-gated`` for a head with no floor (neither in ``heads`` nor covered by
+            ``fail_under``).
         message: one line saying what was measured or what went wrong.
         floor: the utilization floor applied (None when not gated or not measured).
         utilization, unique, num_prototypes: the measurement at ``eps`` (None when not measured).
@@ -72,7 +72,7 @@ class GateOutcome:
 
     @property
     def passed(self) -> bool:
-        return not self.failures and any(c.status == "passed" for c in self.checks)
+        return gate_passes(c.status for c in self.checks)
 
     @property
     def exit_code(self) -> int:
@@ -81,14 +81,14 @@ class GateOutcome:
 
 def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = None) -> GateOutcome:
     """Audit every checkpoint of ``config`` at ``config.eps`` and compare each head to its floor."""
-    from ..audit import audit
+    from ..auditing import audit
 
     checks: list[GateCheck] = []
     heads_seen: set[str] = set()
-    cache_dir = None
-    if config.cache_dir is not None:
-        cache = Path(config.cache_dir).expanduser()
-        cache_dir = cache if cache.is_absolute() else config.base_dir / cache
+    read = config.read
+    if read.cache_dir is not None:
+        cache = Path(read.cache_dir).expanduser()
+        read = replace(read, cache_dir=cache if cache.is_absolute() else config.base_dir / cache)
     for spec in config.checkpoints:
         sources, problem = _expand(spec, config.base_dir)
         if problem:
@@ -101,9 +101,7 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
             try:
                 reads = reading(source) if _exists(source) else nullcontext()
                 with reads, option_style(_gate_option):
-                    report = audit(source, eps=[config.eps], method=config.method,
-                                   network=config.network, format=config.format,
-                                   key=config.key, cache_dir=cache_dir)
+                    report = audit(source, eps=[config.eps], method=config.method, read=read)
             except (CollapseProbeError, OSError) as exc:
                 # One file's problem is that file's failed check, never a crashed gate.
                 checks.append(GateCheck(checkpoint=source, head="", status="failed",
@@ -147,12 +145,13 @@ def _check(source: str, head: str, unique: int, num_prototypes: int, config: Gat
     floor = config.floor_for(head)
     measured = (f"{unique}/{num_prototypes} unique = {100 * utilization:.2f} % at eps "
                 f"{config.eps:g}")
+    status = head_status(utilization, floor)
     if floor is None:
-        status, message = "not-gated", f"{measured} (no floor for this head)"
-    elif utilization < floor:
-        status, message = "failed", f"{measured} < floor {100 * floor:.2f} %"
+        message = f"{measured} (no floor for this head)"
+    elif status == "failed":
+        message = f"{measured} < floor {100 * floor:.2f} %"
     else:
-        status, message = "passed", f"{measured} >= floor {100 * floor:.2f} %"
+        message = f"{measured} >= floor {100 * floor:.2f} %"
     return GateCheck(checkpoint=source, head=head, status=status, message=message, eps=config.eps,
                      floor=floor, utilization=utilization, unique=unique,
                      num_prototypes=num_prototypes)

@@ -1,1 +1,2 @@
-"""The audit report: its model, its JSON form and its renderers."""
+"""Renders and writes an AuditReport (:mod:`collapse_probe.auditing`): JSON, CSV, Markdown, HTML,
+the terminal summary and the figures."""

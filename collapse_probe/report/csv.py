@@ -6,7 +6,7 @@ import csv
 import io
 
 from ..escape import csv_cell
-from .model import AuditReport
+from ..auditing.records import AuditReport
 
 __all__ = ["CSV_COLUMNS", "render_csv"]
 

@@ -2,8 +2,9 @@
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot, no global state, never
 shown): save them with ``fig.savefig(path)`` (the Agg renderer for PNG), or display them in a
-notebook. matplotlib is imported inside the functions. One palette (Okabe-Ito, colour-blind safe)
-is used throughout: series colours in :data:`PALETTE`, everything "other" in :data:`OTHER`.
+notebook. matplotlib is imported inside the functions. One palette (Okabe-Ito, colour-blind safe,
+from :mod:`collapse_probe.report.style`) is used throughout: series colours in :data:`PALETTE`,
+everything "other" in :data:`OTHER`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..thresholds import GATE_EPS
 from ..types import DedupResult
-from .model import AuditReport, HeadAudit
-from .neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_pdf
+from ..auditing.neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_pdf
+from ..auditing.records import AuditReport, HeadAudit
+from .style import OTHER, PALETTE, REFERENCE, log_ticks
+from .summary import headline_result
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -28,13 +30,6 @@ __all__ = ["PALETTE", "OTHER", "REFERENCE", "ReportFigure", "utilization_vs_eps"
            "group_sizes_by_rank", "nn_similarity_histogram", "pca_map", "norm_distribution",
            "report_figures", "checkpoint_label", "figure_bytes", "as_report_figures", "MAX_SCATTER_POINTS", "LABELLED_GROUPS"]
 
-#: Series colours (Okabe-Ito), in order.
-PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
-                            "#8C6D31", "#000000")
-#: Colour of "everything else" (ungrouped prototypes, small groups).
-OTHER = "#B8B8B8"
-#: Colour of reference curves (random unit vectors, thresholds).
-REFERENCE = "#333333"
 #: The PCA map draws at most this many prototypes (a seeded sample beyond; members of the
 #: labelled groups are always drawn).
 MAX_SCATTER_POINTS = 20000
@@ -100,23 +95,6 @@ def _finish(fig: Figure, heading: str, **legend: object) -> None:
                    ncols=min(columns, len(labels)), **legend)
 
 
-def _log_ticks(axis, lo: float, hi: float, *, suffix: str = "", steps=(1, 2, 5)) -> None:  # noqa: ANN001
-    """Label a log axis at 1-2-5 steps between ``lo`` and ``hi`` with plain numbers.
-
-    matplotlib's default log labels are powers of ten only (``10^1``), and on a short range its
-    minor labels read ``2x10^0``: neither lets a reader find 45 % or a group of 3.
-    """
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
-
-    decades = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
-    ticks = sorted({m * 10.0 ** e for e in decades for m in steps
-                    if lo * (1 - 1e-9) <= m * 10.0 ** e <= hi * (1 + 1e-9)})
-    axis.set_major_locator(FixedLocator(ticks))
-    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}{suffix}"))
-    axis.set_minor_locator(NullLocator())
-    axis.set_minor_formatter(NullFormatter())
-
-
 def _short(source: str) -> str:
     name = Path(source).name if ("/" in source or "\\" in source) else source
     return name or source
@@ -127,22 +105,6 @@ def checkpoint_label(report: AuditReport, index: int) -> str:
     names = [_short(c.source).strip("<>") for c in report.checkpoints]
     name = names[index]
     return f"{name} #{index + 1}" if names.count(name) > 1 else name
-
-
-def _default_result(head: HeadAudit, eps: float | None = None) -> DedupResult:
-    """The result at ``eps``, else at the verdict's eps, else the gate's, else the smallest eps."""
-    wanted = [e for e in (eps, (head.verdict.evidence.get("eps") if head.verdict else None), GATE_EPS)
-              if e is not None]
-    for value in wanted:
-        for result in head.results:
-            if abs(result.eps - value) <= 1e-12:
-                return result
-    if eps is not None:
-        from ..dedup import deduplicate
-
-        method = head.results[0].method if head.results else "components"
-        return deduplicate(head.prototypes, eps=eps, method=method)
-    return head.results[0]
 
 
 def utilization_vs_eps(report: AuditReport, *, labels: Sequence[str] | None = None) -> Figure:
@@ -188,7 +150,7 @@ def utilization_vs_eps(report: AuditReport, *, labels: Sequence[str] | None = No
     bottom = 10.0 ** np.floor(np.log10(max(lowest, 1e-4)) - 1e-9)
     ax.set_ylim(bottom, 150.0)
     # 1-2-5 steps while they stay few; over many decades only 1 and 3 per decade
-    _log_ticks(ax.yaxis, bottom, 100.0, suffix=" %", steps=(1, 2, 5) if bottom >= 0.1 else (1, 3))
+    log_ticks(ax.yaxis, bottom, 100.0, suffix=" %", steps=(1, 2, 5) if bottom >= 0.1 else (1, 3))
     if ticks:
         ax.set_xlim(min(ticks) / 1.3, max(ticks) * 1.3)
     ax.set_xlabel("duplicate threshold eps (distance between unit prototypes; cos > 1 - eps²/2)")
@@ -228,9 +190,9 @@ def group_sizes_by_rank(head: HeadAudit) -> Figure:
     ax.set_yscale("log")
     ax.set_xlim(0.8, head.num_prototypes * 1.25)
     ax.set_ylim(0.8, largest * 1.6)
-    _log_ticks(ax.xaxis, 1, head.num_prototypes, steps=(1,) if head.num_prototypes > 1000 else (1, 2, 5))
+    log_ticks(ax.xaxis, 1, head.num_prototypes, steps=(1,) if head.num_prototypes > 1000 else (1, 2, 5))
     # Small groups (a flat head): every whole size is labelled, so a group of 3 can be read.
-    _log_ticks(ax.yaxis, 1, max(largest, 2), steps=tuple(range(1, 10)) if largest < 10 else (1, 2, 5))
+    log_ticks(ax.yaxis, 1, max(largest, 2), steps=tuple(range(1, 10)) if largest < 10 else (1, 2, 5))
     ax.set_xlabel("group rank (1 = largest group)")
     ax.set_ylabel("group size (prototypes)")
     _finish(fig, f"Duplicate group sizes by rank: {head.name} (K={head.num_prototypes})")
@@ -242,7 +204,7 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
     """Histogram of each prototype's cosine similarity to its nearest other prototype.
 
     The dashed curve is the exact law for K random unit vectors in D dimensions (an untrained
-    head, see :func:`~collapse_probe.report.neighbours.random_nn_cdf`); dotted lines mark the
+    head, see :func:`~collapse_probe.auditing.neighbours.random_nn_cdf`); dotted lines mark the
     duplicate thresholds. Up to K = 16384 every prototype is searched exactly (faiss
     ``IndexFlatIP``, k = 2); beyond, a seeded sample of anchors against all K (said in the title).
     y is logarithmic: duplicates pile up at 1 by the thousand.
@@ -271,7 +233,7 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
                 label="random unit vectors, same K and D\n(an untrained head)")
     if head.results:
         # One threshold (the verdict's): the sweep's lines would all crowd into the last bin.
-        result = _default_result(head)
+        result = headline_result(head)
         above = int(np.count_nonzero(sims > result.cosine))
         ax.axvline(result.cosine, color=PALETTE[3], linestyle=":", linewidth=1.4,
                    label=f"duplicate threshold eps {result.eps:g} (cos > {result.cosine:.6g}):\n"
@@ -279,7 +241,7 @@ def nn_similarity_histogram(head: HeadAudit, *, neighbours: NeighbourSimilarity 
     ax.set_yscale("log")
     ax.set_ylim(0.7, max(float(counts.max()), 1.0) * 2.0)
     top = max(float(counts.max()), 2.0)
-    _log_ticks(ax.yaxis, 1, top, steps=(1,) if top > 1000 else (1, 2, 5) if top <= 100 else (1, 3))
+    log_ticks(ax.yaxis, 1, top, steps=(1,) if top > 1000 else (1, 2, 5) if top <= 100 else (1, 3))
     ax.set_xlim(lo, 1.005)
     ax.set_xlabel("cosine similarity to the nearest other prototype")
     ax.set_ylabel("prototypes per bin")
@@ -301,7 +263,7 @@ def pca_map(head: HeadAudit, result: DedupResult | None = None, *, seed: int = 0
         result: the grouping to colour by; default the result at the verdict's eps (0.025).
         seed: seed of the point sample when K exceeds :data:`MAX_SCATTER_POINTS`.
     """
-    result = result or _default_result(head)
+    result = result or headline_result(head)
     vectors = np.asarray(head.prototypes.vectors, dtype=np.float64)
     centred = vectors - vectors.mean(axis=0)
     # Principal axes from the D x D covariance: cheap for any K.

@@ -12,9 +12,9 @@ from ..escape import html as escape  # names from files: HTML-escaped, controls 
 from typing import TYPE_CHECKING
 
 from .figures import PALETTE, ReportFigure, as_report_figures, checkpoint_label, figure_bytes
-from .model import AuditReport, CheckpointAudit, HeadAudit
+from ..auditing.records import AuditReport, CheckpointAudit, HeadAudit
 from .summary import groups_sentence, headline_result, method_sentence
-from .verdicts import VERDICT_NOTE
+from ..auditing.verdicts import VERDICT_NOTE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

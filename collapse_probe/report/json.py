@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from ..types import DedupResult
-from .model import AuditReport, CheckpointAudit, HeadAudit
+from ..auditing.records import AuditReport, CheckpointAudit, HeadAudit
 
 __all__ = ["SCHEMA_VERSION", "report_to_dict", "report_to_json"]
 

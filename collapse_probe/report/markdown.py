@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from ..escape import markdown as _escape
 from ..escape import markdown_code as _code
 from .figures import ReportFigure, as_report_figures, checkpoint_label
-from .model import AuditReport, CheckpointAudit, HeadAudit
+from ..auditing.records import AuditReport, CheckpointAudit, HeadAudit
 from .summary import groups_sentence, headline_result, method_sentence
-from .verdicts import VERDICT_NOTE
+from ..auditing.verdicts import VERDICT_NOTE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..thresholds import GATE_EPS
-from ..types import DedupResult
-from .model import AuditReport, HeadAudit
+from ..types import DedupResult, result_at
+from ..auditing.records import AuditReport, HeadAudit
 
 __all__ = ["headline_result", "method_sentence", "groups_sentence", "LISTED_GROUPS"]
 
@@ -13,14 +13,15 @@ LISTED_GROUPS = 10
 
 
 def headline_result(head: HeadAudit) -> DedupResult:
-    """The result a summary shows: at the verdict's eps, else the gate's (0.025), else the smallest."""
+    """The result a summary or figure shows: at the verdict's eps, else the gate's (0.025), else
+    the smallest; always one of the shown ``head.results``."""
     wanted = [GATE_EPS]
     if head.verdict is not None and "eps" in head.verdict.evidence:
         wanted.insert(0, float(head.verdict.evidence["eps"]))
     for eps in wanted:
-        for result in head.results:
-            if abs(result.eps - eps) <= 1e-12:
-                return result
+        found = result_at(head.results, eps)
+        if found is not None:
+            return found
     return head.results[0]
 
 

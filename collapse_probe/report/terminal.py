@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..escape import terminal, terminal_markup
-from .model import AuditReport, CheckpointAudit
-from .verdicts import VERDICT_NOTE
+from ..auditing.records import AuditReport, CheckpointAudit
+from ..auditing.verdicts import VERDICT_NOTE
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..validation import fail
 from .figures import ReportFigure, checkpoint_label
-from .model import AuditReport
+from ..auditing.records import AuditReport
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..validation import fail
-from .model import AuditReport
+from ..auditing.records import AuditReport
 
 if TYPE_CHECKING:
     from .figures import ReportFigure

@@ -38,7 +38,7 @@ def audit_entry(
     A file that changes while it is read is read again once it is stable (``retry``; up to
     three reads), else :class:`~collapse_probe.errors.CheckpointChangedError` is raised.
     """
-    from ..audit import audit
+    from ..auditing import audit
 
     for attempt in range(_ATTEMPTS):
         try:
@@ -120,8 +120,8 @@ def trend(
     Args:
         paths: checkpoint files and/or training output folders (a folder stands for its
             ``*.pth`` / ``*.pt`` / ``*.pth.tar`` / ``*.ckpt`` files).
-        eps, cosine: thresholds, as for :func:`collapse_probe.audit` (default sweep when neither).
-        method, read: as for :func:`collapse_probe.audit`.
+        eps, cosine: thresholds, as for :func:`collapse_probe.auditing` (default sweep when neither).
+        method, read: as for :func:`collapse_probe.auditing`.
         progress: called with a short status line before each checkpoint is audited.
 
     Returns:

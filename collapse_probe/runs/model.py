@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..thresholds import Threshold
+from ..thresholds import Threshold, eps_index
 
 __all__ = ["TrendHead", "TrendEntry", "TrendReport"]
 
@@ -27,11 +27,10 @@ class TrendHead:
         return tuple(u / self.num_prototypes for u in self.unique)
 
     def unique_at(self, eps: float) -> int | None:
-        """Unique count at ``eps`` (matched to 1e-12), None when not measured."""
-        for e, u in zip(self.eps, self.unique):
-            if abs(e - eps) <= 1e-12:
-                return u
-        return None
+        """Unique count at ``eps`` (matched as :func:`~collapse_probe.thresholds.eps_index` does),
+        None when not measured."""
+        index = eps_index(self.eps, eps)
+        return None if index is None else self.unique[index]
 
 
 @dataclass(frozen=True)

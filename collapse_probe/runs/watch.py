@@ -82,7 +82,7 @@ class Watcher:
         recursive: watch the checkpoint files of its subfolders too (DINOv2's ``eval/``).
         jsonl: the trend file to append to; earlier records there are kept and not re-audited.
             None: keep the trend in memory only.
-        eps, cosine, method, read: as for :func:`collapse_probe.audit`.
+        eps, cosine, method, read: as for :func:`collapse_probe.auditing`.
         interval: seconds between polls in :meth:`run`.
         settle_s: extra seconds a file must stay unchanged before it is read (0: two polls suffice).
         clock: monotonic time source in seconds; sleep: how to wait (both injectable for tests).

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..report.style import OTHER, PALETTE, REFERENCE, log_ticks
 from .report import UsageReport
 
 if TYPE_CHECKING:
@@ -37,13 +38,6 @@ def _head(fig: Figure, ax: object, report: UsageReport, heading: str) -> None:
     ax.set_title(plot_text(_details(report)), fontsize=9, loc="left")  # type: ignore[attr-defined]
 
 
-def _palette() -> tuple[tuple[str, ...], str, str]:
-    # The report's colour-blind-safe palette, so usage figures sit well beside the audit's.
-    from ..report.figures import OTHER, PALETTE, REFERENCE
-
-    return PALETTE, OTHER, REFERENCE
-
-
 def usage_by_rank_figure(report: UsageReport) -> Figure:
     """Log-log share of the data (or proxy mass) by rank: per prototype and per duplicate group.
 
@@ -56,25 +50,22 @@ def usage_by_rank_figure(report: UsageReport) -> Figure:
     ax = fig.add_subplot()
     mass = np.sort(np.asarray(report.mass, dtype=np.float64))[::-1]
     per_proto = mass[mass > 0]
-    palette, _, reference = _palette()
     # The group curve is drawn dashed over a wider per-prototype line: without duplicates the
     # two coincide and both must stay visible.
-    ax.plot(np.arange(1, per_proto.size + 1), per_proto, drawstyle="steps-post", color=palette[0],
+    ax.plot(np.arange(1, per_proto.size + 1), per_proto, drawstyle="steps-post", color=PALETTE[0],
             linewidth=3.2, label=f"per prototype ({per_proto.size:,} with mass > 0)")
     groups = np.sort(np.asarray(report.group_mass, dtype=np.float64))[::-1]
     groups = groups[groups > 0]
-    ax.plot(np.arange(1, groups.size + 1), groups, drawstyle="steps-post", color=palette[3],
+    ax.plot(np.arange(1, groups.size + 1), groups, drawstyle="steps-post", color=PALETTE[3],
             linewidth=1.5, linestyle="--",
             label=f"per duplicate group at eps {report.eps:g} ({groups.size:,} group{'s' * (groups.size != 1)})")
-    ax.axhline(1.0 / report.num_prototypes, color=reference, linestyle=":", linewidth=1.2,
+    ax.axhline(1.0 / report.num_prototypes, color=REFERENCE, linestyle=":", linewidth=1.2,
                label=f"uniform over K (1/{report.num_prototypes:,})")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    from ..report.figures import _log_ticks
-
     lowest = min(float(per_proto.min()) if per_proto.size else 1.0, 1.0 / report.num_prototypes)
-    _log_ticks(ax.xaxis, 1, max(per_proto.size, 2), steps=(1, 2, 5))
-    _log_ticks(ax.yaxis, lowest, max(float(mass.max()), lowest),
+    log_ticks(ax.xaxis, 1, max(per_proto.size, 2), steps=(1, 2, 5))
+    log_ticks(ax.yaxis, lowest, max(float(mass.max()), lowest),
                steps=(1, 3) if lowest < 1e-4 else (1, 2, 5))
     ax.set_xlabel("rank (1 = most used; log scale)")
     ax.set_ylabel(f"{_what(report)} (log scale)")
@@ -88,14 +79,13 @@ def used_vs_unique_figure(report: UsageReport) -> Figure:
     """Bars: K, unique at eps, used, used groups, perplexity, merged perplexity (log scale)."""
     from matplotlib.figure import Figure
 
-    palette, other, _ = _palette()
     bars: list[tuple[str, float | None, str]] = [
-        ("prototypes\nK", report.num_prototypes, other),
-        (f"unique at\neps {report.eps:g}", report.unique, palette[0]),
-        ("used\n(by data)", report.used, palette[2]),
-        ("used dup.\ngroups", report.merged_used, palette[2]),
-        ("perplexity\nexp(H)", report.perplexity, palette[1]),
-        ("merged\nperplexity", report.merged_perplexity, palette[3]),
+        ("prototypes\nK", report.num_prototypes, OTHER),
+        (f"unique at\neps {report.eps:g}", report.unique, PALETTE[0]),
+        ("used\n(by data)", report.used, PALETTE[2]),
+        ("used dup.\ngroups", report.merged_used, PALETTE[2]),
+        ("perplexity\nexp(H)", report.perplexity, PALETTE[1]),
+        ("merged\nperplexity", report.merged_perplexity, PALETTE[3]),
     ]
     fig = Figure(figsize=(7.5, 5.4), layout="constrained")
     ax = fig.add_subplot()
@@ -110,20 +100,18 @@ def used_vs_unique_figure(report: UsageReport) -> Figure:
     ax.set_xticks(positions, [b[0] for b in bars], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylim(0.8, report.num_prototypes * 4.0)
-    from ..report.figures import _log_ticks
-
-    _log_ticks(ax.yaxis, 1, report.num_prototypes * 4.0,
+    log_ticks(ax.yaxis, 1, report.num_prototypes * 4.0,
                steps=(1,) if report.num_prototypes > 1e4 else (1, 2, 5))
     ax.set_ylabel("number of prototypes or groups (log scale)")
     _head(fig, ax, report, "Prototypes available, unique, used, effective")
     from matplotlib.patches import Patch
 
     kind = "proxy" if report.is_proxy else "data"
-    ax.legend(handles=[Patch(color=other, label="head size"),
-                       Patch(color=palette[0], label="weight space: duplicate groups"),
-                       Patch(color=palette[2], label="data: counts"),
-                       Patch(color=palette[1], label=f"{kind}: effective number"),
-                       Patch(color=palette[3], label=f"{kind}: effective number, duplicates merged")],
+    ax.legend(handles=[Patch(color=OTHER, label="head size"),
+                       Patch(color=PALETTE[0], label="weight space: duplicate groups"),
+                       Patch(color=PALETTE[2], label="data: counts"),
+                       Patch(color=PALETTE[1], label=f"{kind}: effective number"),
+                       Patch(color=PALETTE[3], label=f"{kind}: effective number, duplicates merged")],
               loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     ax.grid(True, axis="y", which="major", alpha=0.3)
     return fig

@@ -9,7 +9,7 @@ the sentence and the numbers behind it. The rules, checked in this order:
 2. ``untrained``: the nearest-neighbour cosine similarities are indistinguishable from those of
    K uniform random unit vectors in D dimensions (what DINO-style heads are initialised to): the
    Kolmogorov-Smirnov distance between their empirical distribution and the exact law of the
-   random case (:func:`~collapse_probe.report.neighbours.random_nn_cdf`) is at most
+   random case (:func:`~collapse_probe.auditing.neighbours.random_nn_cdf`) is at most
    ``untrained_max_ks`` (default 0.1) plus ``1.63 / sqrt(n)`` (the 1 % critical value of the KS
    test for n anchors, so small heads are not called trained on noise). Needs D >= 2.
 3. ``partial-collapse``: utilization at ``eps`` below ``healthy_floor`` (default 0.5).
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..thresholds import GATE_EPS, Threshold
-from ..types import DedupResult, PrototypeSet
+from ..thresholds import EPS_TOLERANCE, GATE_EPS, Threshold
+from ..types import DedupResult, PrototypeSet, result_at
 from ..validation import fail
 from .neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_cdf
 
@@ -115,9 +115,9 @@ class Verdict:
 
 def _result_at(prototypes: PrototypeSet, results: Sequence[DedupResult], eps: float,
                method: str) -> DedupResult:
-    for result in results:
-        if abs(result.eps - eps) <= 1e-12:
-            return result
+    found = result_at(results, eps)
+    if found is not None:
+        return found
     from ..dedup import deduplicate
 
     return deduplicate(prototypes, eps=eps, method=method)
@@ -131,7 +131,7 @@ def _sweep_duplication(results: Sequence[DedupResult], main: DedupResult,
     """
     num = main.num_prototypes
     swept = sorted({round(r.eps, 12): r for r in (*results, main)
-                    if r.eps <= policy.loose_eps + 1e-12}.values(), key=lambda r: r.eps)
+                    if r.eps <= policy.loose_eps + EPS_TOLERANCE}.values(), key=lambda r: r.eps)
     for result in swept:
         largest = result.largest_group
         if largest >= policy.max_group_fraction * num and largest > 1:
@@ -181,7 +181,8 @@ def judge_head(
 
     Args:
         prototypes: the head.
-        results: its dedup results; the one at ``policy.eps`` is used, or computed when missing.
+        results: its dedup results; the one at ``policy.eps`` is used, or computed when missing
+            (:func:`~collapse_probe.auditing.audit` always passes it, so an audit only reads).
         policy: thresholds; the defaults when None.
         neighbours: precomputed nearest-neighbour similarities (computed when None).
         method: grouping method used when the result at ``policy.eps`` must be computed.

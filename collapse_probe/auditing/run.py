@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .dedup import sweep
-from .report.model import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
-from .report.neighbours import nearest_neighbour_similarity
-from .report.verdicts import VerdictPolicy, judge_head
-from .thresholds import GATE_EPS, Threshold, resolve_thresholds
-from .types import METHODS, PrototypeSet
-from .validation import describe, fail
+from .._version import __version__
+from ..dedup import sweep
+from ..options import ReadOptions
+from ..thresholds import GATE_EPS, Threshold, eps_index, resolve_thresholds
+from ..types import METHODS, PrototypeSet
+from ..validation import describe, fail
+from .gate import gate_passes, head_status
+from .neighbours import nearest_neighbour_similarity
+from .records import AuditReport, CheckpointAudit, GateFailure, GateResult, HeadAudit
+from .verdicts import VerdictPolicy, judge_head
 
 __all__ = ["audit", "Source"]
 
@@ -32,13 +34,9 @@ def audit(
     eps: float | Iterable[float] | None = None,
     cosine: float | Iterable[float] | None = None,
     method: str = "components",
-    network: str = "teacher",
-    format: str | None = None,  # noqa: A002 - the CLI option's name
-    key: str | None = None,
-    trust: bool = False,
+    read: ReadOptions | None = None,
     fail_under: float | None = None,
     gate_eps: float = GATE_EPS,
-    cache_dir: Path | str | None = None,
     progress: Callable[[str], None] | None = None,
     verdict_policy: VerdictPolicy | None = None,
 ) -> AuditReport:
@@ -49,10 +47,11 @@ def audit(
             PrototypeSets; one or a list.
         eps, cosine: thresholds (see :func:`collapse_probe.sweep`); default sweep when neither.
         method: ``components`` or ``greedy``.
-        network, format, key, trust: how to read files (see ``load_prototypes``).
+        read: how to read files: format, network, key, trust, cache folder
+            (:class:`~collapse_probe.options.ReadOptions`; default: detect the layout, read the
+            teacher, load no code).
         fail_under: utilization floor in [0, 1] every head must reach at ``gate_eps``; None: no gate.
         gate_eps: the gate's distance threshold (its result is added to the sweep if missing).
-        cache_dir: where zoo downloads and generated examples live.
         progress: called with short status lines while checkpoints are read and searched.
         verdict_policy: thresholds of each head's one-word verdict (defaults when None).
 
@@ -67,29 +66,33 @@ def audit(
     thresholds = resolve_thresholds(eps, cosine)
     if fail_under is not None:
         gate_threshold = Threshold.from_eps(gate_eps)
-        if all(abs(t.eps - gate_threshold.eps) > 1e-12 for t in thresholds):
+        if eps_index((t.eps for t in thresholds), gate_threshold.eps) is None:
             thresholds = tuple(sorted((*thresholds, gate_threshold)))
     eps_values = [t.eps for t in thresholds]
+    read = read or ReadOptions()
+    policy = verdict_policy or VerdictPolicy()
+    # Every threshold the audit needs, in the one sweep per head: the shown ones (with the
+    # gate's) and the verdict's, kept apart when it is not shown. The verdicts only read.
+    extra_eps = [] if eps_index(eps_values, policy.eps) is not None else [policy.eps]
 
     audits = []
     for source in _as_source_list(sources):
         if progress is not None:
             progress(f"reading {_label(source)}")
-        checkpoint = _load(source, network=network, format=format, key=key, trust=trust,
-                           cache_dir=cache_dir)
+        checkpoint = _load(source, read)
         heads = []
         for head in checkpoint.heads:
             what = f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})"
             if progress is not None:
                 progress(what)
-            results = sweep(head, eps=eps_values, method=method,
-                            progress=None if progress is None else _percent(progress, what))
-            neighbours = nearest_neighbour_similarity(
-                head, seed=(verdict_policy or VerdictPolicy()).seed)
-            verdict = judge_head(head, results, policy=verdict_policy, neighbours=neighbours,
-                                 method=method)
-            heads.append(HeadAudit(prototypes=head, results=results, verdict=verdict,
-                                   neighbours=neighbours))
+            swept = sweep(head, eps=[*eps_values, *extra_eps], method=method,
+                          progress=None if progress is None else _percent(progress, what))
+            shown = tuple(r for r in swept if eps_index(eps_values, r.eps) is not None)
+            extra = tuple(r for r in swept if eps_index(eps_values, r.eps) is None)
+            neighbours = nearest_neighbour_similarity(head, seed=policy.seed)
+            verdict = judge_head(head, swept, policy=policy, neighbours=neighbours, method=method)
+            heads.append(HeadAudit(prototypes=head, results=shown, verdict=verdict,
+                                   neighbours=neighbours, extra_results=extra))
         audits.append(CheckpointAudit(source=checkpoint.source, path=checkpoint.path,
                                       format=checkpoint.format, network=checkpoint.network,
                                       sha256=checkpoint.sha256, heads=tuple(heads),
@@ -124,8 +127,7 @@ class _Loaded:
         self.sha256, self.heads, self.note, self.replaced = sha256, heads, note, replaced
 
 
-def _load(source: Source, *, network: str, format: str | None, key: str | None, trust: bool,
-          cache_dir: Path | str | None) -> _Loaded:
+def _load(source: Source, read: ReadOptions) -> _Loaded:
     if isinstance(source, np.ndarray):
         return _Loaded(source="<array>", path="", format="array", network="", sha256="",
                        heads=(PrototypeSet.from_array(source),))
@@ -138,12 +140,12 @@ def _load(source: Source, *, network: str, format: str | None, key: str | None, 
         raise fail("source", expected="a path, a zoo or example name, or a (K, D) array",
                    got=describe(source))
 
-    from .checkpoints import read_checkpoint
-    from .examples import EXAMPLES
-    from .sources import resolve_source
+    from ..checkpoints import read_checkpoint
+    from ..examples import EXAMPLES
+    from ..sources import resolve_source
 
-    path = resolve_source(str(source), cache_dir=cache_dir)
-    checkpoint = read_checkpoint(path, format=format, network=network, key=key, trust=trust)
+    path = resolve_source(str(source), cache_dir=read.cache_dir)
+    checkpoint = read_checkpoint(path, read)
     example = EXAMPLES.get(str(source))
     note = example.description if example is not None else ""
     return _Loaded(source=str(source), path=str(path), format=checkpoint.format,
@@ -161,12 +163,15 @@ def _percent(progress: Callable[[str], None], what: str) -> Callable[[int, int],
 
 
 def _gate(audits: list[CheckpointAudit], fail_under: float, gate_eps: float) -> GateResult:
-    failures = []
+    """Every head held to ``fail_under`` at ``gate_eps`` by the one gate rule (:mod:`.gate`)."""
+    statuses, failures = [], []
     for checkpoint in audits:
         for head in checkpoint.heads:
             utilization = head.result_at(gate_eps).utilization
-            if utilization < fail_under:
+            status = head_status(utilization, fail_under)
+            statuses.append(status)
+            if status == "failed":
                 failures.append(GateFailure(checkpoint=checkpoint.source, head=head.name,
                                             utilization=utilization))
-    passed = not failures and any(c.heads for c in audits)
-    return GateResult(fail_under=fail_under, eps=gate_eps, passed=passed, failures=tuple(failures))
+    return GateResult(fail_under=fail_under, eps=gate_eps, passed=gate_passes(statuses),
+                      failures=tuple(failures))

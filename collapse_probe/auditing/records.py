@@ -1,11 +1,11 @@
-"""The audit report model: what one audit found, for every checkpoint, head and threshold."""
+"""The audit records: what one audit found, for every checkpoint, head and threshold."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..thresholds import Threshold
-from ..types import DedupResult, PrototypeSet
+from ..types import DedupResult, PrototypeSet, result_at
 from .neighbours import NeighbourSimilarity
 from .verdicts import Verdict
 
@@ -16,7 +16,9 @@ __all__ = ["HeadAudit", "CheckpointAudit", "GateFailure", "GateResult", "AuditRe
 class HeadAudit:
     """One head of one checkpoint: its prototypes and one DedupResult per threshold (ascending eps).
 
-    ``verdict`` is the one-word hint of :mod:`collapse_probe.report.verdicts` (None when not judged);
+    ``results`` are at the report's thresholds (what is shown); ``extra_results`` at thresholds
+    the audit needed beyond them (the verdict's eps when it is not among them), never shown.
+    ``verdict`` is the one-word hint of :mod:`collapse_probe.auditing.verdicts` (None when not judged);
     ``neighbours`` the nearest-neighbour similarities it was judged on (reused by the figures).
     """
 
@@ -24,6 +26,7 @@ class HeadAudit:
     results: tuple[DedupResult, ...]
     verdict: Verdict | None = None
     neighbours: NeighbourSimilarity | None = None
+    extra_results: tuple[DedupResult, ...] = ()
 
     @property
     def name(self) -> str:
@@ -38,10 +41,10 @@ class HeadAudit:
         return self.prototypes.dim
 
     def result_at(self, eps: float) -> DedupResult:
-        """The result at distance threshold ``eps`` (matched to 1e-12)."""
-        for result in self.results:
-            if abs(result.eps - eps) <= 1e-12:
-                return result
+        """The result at distance threshold ``eps``, shown or extra (KeyError when not audited)."""
+        found = result_at((*self.results, *self.extra_results), eps)
+        if found is not None:
+            return found
         raise KeyError(f"no result at eps={eps:g} for head {self.name!r}")
 
 
