@@ -253,6 +253,28 @@ def test_torch_path_on_cpu_matches_numpy() -> None:
                 np.testing.assert_array_equal(got, want)
 
 
+def test_torch_tiles_on_cpu_match_oracle_on_a_giant_group() -> None:
+    """The GPU path's code (torch tiles, bfloat16 / float32 candidates) run on CPU torch: labels
+    equal the float64 oracle's on a Zipf-like collapsed head with one giant group."""
+    pytest.importorskip("torch")
+    from collapse_probe.dedup.torch_backend import TorchTiles
+
+    rng = np.random.default_rng(45)
+    unit = unit_rows(np.concatenate([zipf_with_giant_group(rng, 900, 32), boundary_pairs(rng, 32),
+                                     random_directions(rng, 300, 32)]))
+    thresholds = resolve_thresholds(EPS)
+    for method in ("components", "greedy"):
+        wants = [oracle(unit, t.cosine, method) for t in thresholds]
+        for precision in ("bfloat16", "float32"):
+            tiles = TorchTiles(unit, device="cpu", precision=precision)
+            for cluster in (True, False):
+                got = group_labels(unit, thresholds, method=method, tiles=tiles, block_size=256,
+                                   cluster=cluster, path="search")
+                for threshold, want, labels in zip(thresholds, wants, got):
+                    np.testing.assert_array_equal(labels, want,
+                                                  err_msg=f"{method} {precision} {threshold}")
+
+
 def _cuda() -> bool:
     try:
         import torch

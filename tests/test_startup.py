@@ -32,3 +32,18 @@ def test_small_head_dedup_imports_no_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_help_imports_no_torch_faiss_scipy_or_matplotlib():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from collapse_probe.cli.app import app\n"
+        "for args in (['--help'], ['audit', '--help'], ['finetune', '--help']):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('torch', 'faiss', 'scipy', 'matplotlib', 'sklearn')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
