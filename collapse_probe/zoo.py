@@ -351,6 +351,11 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 def _download(url: str, handle: BinaryIO, *, name: str, filename: str, show: bool,
               stall_s: float) -> int:
+    # Not torch.hub.download_url_to_file: it opens the URL with no timeout (a stalled server
+    # waits forever), follows a redirect to ftp:, opens its `<dst>.<uuid>.partial` without
+    # O_EXCL/O_NOFOLLOW (not a name the next run recognises and removes after a kill -9),
+    # ignores a short Content-Length and checks only a hash prefix. This streams into
+    # collapse_probe.output's temporary file, verified before it is renamed into place.
     request = urllib.request.Request(url, headers={"User-Agent": f"collapse-probe/{__version__}"})
     manual = (f"download it by hand (e.g. `curl -L -o {filename} '{_redact(url)}'`) and pass "
               "the file's path instead of the zoo name")
