@@ -15,6 +15,9 @@ its medium, so they are shown as data and never act as markup or commands:
   spreadsheet never runs the cell as a formula;
 * :func:`xml` - characters XML 1.0 forbids removed (ElementTree escapes the rest);
 * :func:`workflow_data` / :func:`workflow_property` - GitHub Actions' workflow-command encoding;
+* :func:`log_lines` - whole lines of a CI log (what the commands print): no line starts with
+  ``::`` once leading blanks are skipped, and no ``##[`` anywhere, so that a name that a table
+  or a wrapped sentence puts at the start of a line is never read as a workflow command;
 * :func:`plot_text` - matplotlib text: ``$`` escaped, so a name is never parsed as mathtext.
 """
 
@@ -24,7 +27,7 @@ import html as _html
 import re
 
 __all__ = ["terminal", "terminal_markup", "markdown", "markdown_code", "html", "csv_cell", "xml",
-           "workflow_data", "workflow_property", "plot_text"]
+           "workflow_data", "workflow_property", "log_lines", "plot_text"]
 
 # C0 controls, DEL, C1 controls, the Unicode line/paragraph separators and the bidirectional
 # embedding/override/isolate characters (which reorder what a terminal or browser shows).
@@ -105,6 +108,20 @@ def workflow_data(text: object) -> str:
 def workflow_property(text: object) -> str:
     """A property value of a workflow command (``title=<value>``): as data, plus ``:`` and ``,``."""
     return workflow_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# GitHub's runner reads a line as a command when it starts with "::" after leading blanks
+# (any Unicode white space), and in its legacy form when "##[" appears anywhere in it.
+_COMMAND_START = re.compile(r"(?:^|(?<=[\r\n]))([^\S\r\n]*):(?=:)")
+
+
+def log_lines(text: str, *, at_line_start: bool = True) -> str:
+    """``text`` (whole output lines) with every line that would start a CI workflow command
+    defused: a leading ``::`` becomes ``\\x3a:``, and ``##[`` becomes ``#\\x23[`` (the
+    escapes :func:`terminal` uses). ``at_line_start``: whether ``text`` begins a line."""
+    guarded = _COMMAND_START.sub(r"\1\\x3a", text if at_line_start else "x" + text)
+    guarded = guarded if at_line_start else guarded[1:]
+    return guarded.replace("##[", "#\\x23[")
 
 
 def plot_text(text: object) -> str:

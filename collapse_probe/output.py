@@ -10,8 +10,9 @@ and every later write into the same folder removes the ones whose process is gon
 
 * New files get the usual mode (0666 less the umask); a replaced file keeps its mode.
 * A symlink is followed: the file it points to is replaced and the link stays. A FIFO, a
-  character or block device (``/dev/null``, ``/dev/stdout``) is written into as it is: the
-  rename is only for regular files.
+  character or block device (``/dev/null``) is written into as it is: the rename is only for
+  regular files. A path naming an open descriptor (``/dev/stdout``, ``/dev/fd/N``) is appended
+  to, whatever it is open on (a pipe, a terminal, a shell's ``> log`` redirect).
 * A report folder is built whole as a temporary sibling and swapped in with one rename
   (``renameat2(RENAME_EXCHANGE)`` where the kernel has it; else two renames, undone by the next
   run if it was cut between them), so an interrupted run never leaves a mix of old and new files.
@@ -34,6 +35,7 @@ import re
 import secrets
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -41,7 +43,7 @@ from typing import BinaryIO
 from .errors import InputError, OutputError
 
 __all__ = ["TEMP_MARK", "temp_name", "is_temp_name", "open_output", "output_path", "write_bytes",
-           "write_text", "write_folder", "remove_stale_temps", "refuse_overwriting_inputs",
+           "write_text", "save_torch", "write_folder", "remove_stale_temps", "refuse_overwriting_inputs",
            "output_error"]
 
 log = logging.getLogger(__name__)
@@ -179,8 +181,28 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_DESCRIPTOR = re.compile(r"^/(?:dev|proc/[^/]+)/fd/\d+$")
+
+
+def _names_descriptor(path: Path) -> bool:
+    """Whether ``path`` (``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``), or a link on the
+    way to it, names an open file descriptor: what it resolves to is not a path to rename over
+    (a pipe resolves to ``pipe:[123]``; a shell's ``> log`` redirect must not be replaced)."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if _DESCRIPTOR.match(current):
+            return True
+        try:
+            target = os.readlink(current)
+        except OSError:
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current), target))
+    return False
+
+
 def _where(path: Path) -> tuple[str, Path, os.stat_result | None]:
-    """("special" | "regular" | "new", the path to write, its stat): links followed."""
+    """("special" | "descriptor" | "regular" | "new", the path to write, its stat): links
+    followed."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -190,6 +212,8 @@ def _where(path: Path) -> tuple[str, Path, os.stat_result | None]:
         raise output_error(exc, path) from None
     if stat.S_ISDIR(info.st_mode):
         raise output_error(OSError(errno.EISDIR, "is a folder"), path)
+    if _names_descriptor(path):
+        return "descriptor", path, info
     real = Path(os.path.realpath(path))
     if stat.S_ISREG(info.st_mode):
         return "regular", real, info
@@ -234,9 +258,14 @@ def _atomic(path: Path | str, check: Callable[[Path], None] | None
     """(an open binary file, its temporary path or None for a FIFO/device): see open_output."""
     target = Path(path)
     kind, real, info = _where(target)
-    if kind == "special":
+    if kind in ("special", "descriptor"):
+        if kind == "descriptor":  # what this process printed there comes first
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
         try:
-            handle = open(real, "wb")  # noqa: SIM115 - closed below
+            # Appending to a descriptor: a redirected stdout keeps what was printed before.
+            handle = open(real, "ab" if kind == "descriptor" else "wb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise output_error(exc, target) from None
         try:
@@ -318,6 +347,27 @@ def write_bytes(path: Path | str, data: bytes) -> None:
 def write_text(path: Path | str, text: str) -> None:
     """Write ``text`` as UTF-8 to ``path`` whole (see :func:`open_output`)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def save_torch(obj: object, path: Path | str, **kwargs: object) -> None:
+    """``torch.save(obj, ..., **kwargs)`` into ``path`` whole (see :func:`open_output`).
+
+    torch reports a failed write (no space left) as a ``RuntimeError`` raised while it closes
+    the archive, with the ``OSError`` only as its context; that ``OSError`` is what counts, so
+    the failure reads as one :class:`~collapse_probe.errors.OutputError` like any other.
+    """
+    import torch
+
+    with open_output(path) as handle:
+        try:
+            torch.save(obj, handle, **kwargs)
+        except RuntimeError as exc:
+            cause = exc.__context__
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -356,13 +357,33 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 def _download(url: str, handle: BinaryIO, *, name: str, filename: str, show: bool,
               stall_s: float) -> int:
+    # Not torch.hub.download_url_to_file: it opens the URL with no timeout (a stalled server
+    # waits forever), follows a redirect to ftp:, opens its `<dst>.<uuid>.partial` without
+    # O_EXCL/O_NOFOLLOW (not a name the next run recognises and removes after a kill -9),
+    # ignores a short Content-Length and checks only a hash prefix. This streams into
+    # collapse_probe.output's temporary file, verified before it is renamed into place.
     request = urllib.request.Request(url, headers={"User-Agent": f"collapse-probe/{__version__}"})
     manual = (f"download it by hand (e.g. `curl -L -o {filename} '{_redact(url)}'`) and pass "
               "the file's path instead of the zoo name")
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    connections: list[http.client.HTTPConnection] = []
+    opener = urllib.request.build_opener(_HttpOnlyRedirects, *_watched_handlers(connections))
+    # The socket timeout bounds each wait for data; the watchdog bounds the status line and
+    # headers as a whole (one byte every few seconds never times out); _stream bounds a slow
+    # trickle of the body.
+    fired = threading.Event()
+    watchdog = threading.Timer(stall_s, _cut, args=(connections, fired))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        # The socket timeout bounds each wait for data; _stream bounds a slow trickle.
-        with opener.open(request, timeout=stall_s) as response:
+        try:
+            response = opener.open(request, timeout=stall_s)
+        finally:
+            watchdog.cancel()
+            if fired.is_set():
+                raise DownloadError(f"downloading {name} stalled: no complete answer from "
+                                    f"{urllib.parse.urlsplit(url).netloc} in {stall_s:g} s; try "
+                                    f"again later, or {manual}.") from None
+        with response:
             expected = response.headers.get("Content-Length")
             total = int(expected) if expected and expected.strip().isdigit() else None
             received = _stream(response, handle, total=total, name=name, show=show,
@@ -390,6 +411,37 @@ def _download(url: str, handle: BinaryIO, *, name: str, filename: str, show: boo
         raise DownloadError(f"downloading {name} was cut short: got {received} of {total} bytes; "
                             f"try again, or {manual}.")
     return received
+
+
+def _watched_handlers(connections: list[http.client.HTTPConnection]) -> tuple[object, object]:
+    """HTTP and HTTPS handlers whose connections are appended to ``connections`` (for _cut)."""
+
+    def factory(cls: type[http.client.HTTPConnection]):  # noqa: ANN202
+        def make(*args: object, **kwargs: object) -> http.client.HTTPConnection:
+            connection = cls(*args, **kwargs)  # type: ignore[arg-type]
+            connections.append(connection)
+            return connection
+        return make
+
+    class Http(urllib.request.HTTPHandler):
+        def do_open(self, http_class, req, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return super().do_open(factory(http_class), req, **kwargs)
+
+    class Https(urllib.request.HTTPSHandler):
+        def do_open(self, http_class, req, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return super().do_open(factory(http_class), req, **kwargs)
+
+    return Http(), Https()
+
+
+def _cut(connections: list[http.client.HTTPConnection], fired: threading.Event) -> None:
+    """The watchdog: shut the connections down, so a read waiting on them returns."""
+    fired.set()
+    for connection in list(connections):
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _stream(response: object, handle: BinaryIO, *, total: int | None, name: str, show: bool,

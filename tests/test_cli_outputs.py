@@ -177,6 +177,34 @@ def test_gate_under_github_actions_with_a_hostile_head(hostile, work):
     assert "<b>" not in text and "\x1b" not in text
 
 
+def _command_lines(text: str) -> list[str]:
+    # GitHub's runner skips leading blanks before "::", and reads "##[" anywhere in a line.
+    return [line for line in text.splitlines() if line.lstrip().startswith("::") or "##[" in line]
+
+
+def test_no_name_starts_a_line_of_any_command(work):
+    rng = np.random.default_rng(3)
+    collapsed = np.repeat(rng.standard_normal((3, 8)), 8, axis=0).astype("float32")
+    # Long names wrap: the part after the wrap would start a line of its own.
+    for i, name in enumerate(["::warning::pwn", "long " * 17 + "::notice::wrapped",
+                              "::warning::x " * 7 + "##[error]legacy"]):
+        np.savez(work / f"n{i}.npz", **{name: collapsed})
+    np.savez(work / "::error::file.npz", head=collapsed)
+    files = sorted(p.name for p in work.glob("*.npz"))
+    env = {"COLUMNS": "120"}
+    for args in (["audit", *files], *(["inspect", f] for f in files),
+                 ["report", *files, "--out", "rep", "-q"], ["trend", *files, "--out", "tr", "-q"]):
+        result = run(*args, env=env)
+        assert result.exit_code in (0, 1), (args, result.stderr)
+        assert _command_lines(result.stdout + result.stderr) == [], args
+    (work / "pyproject.toml").write_text('[tool.collapse-probe]\ncheckpoints = ["*.npz"]\n'
+                                         'fail_under = 0.9\n')
+    result = run("gate", env={**env, "GITHUB_ACTIONS": "true"})
+    assert result.exit_code == 1, result.stderr
+    commands = _command_lines(result.stdout)
+    assert len(commands) == 4 and all(c.startswith("::error title=collapse-probe gate") for c in commands)
+
+
 def test_a_mathtext_name_does_not_stop_the_figures(work):
     rng = np.random.default_rng(2)
     np.savez(work / "m.npz", **{"a$\\frac{$b": rng.standard_normal((20, 8)).astype("float32")})

@@ -134,6 +134,14 @@ def _outcome() -> GateOutcome:
     return GateOutcome(config=config, checks=checks)
 
 
+def test_log_lines_never_start_a_workflow_command():
+    text = "::warning::a\n  \u00a0::error::b\rok ::c::d ##[error]e\n"
+    guarded = escape.log_lines(text)
+    assert guarded == "\\x3a:warning::a\n  \u00a0\\x3a:error::b\rok ::c::d #\\x23[error]e\n"
+    assert escape.log_lines("::x", at_line_start=False) == "::x"
+    assert escape.log_lines("plain | table ::\n") == "plain | table ::\n"
+
+
 def test_github_annotations_are_one_line_each():
     lines = github_annotations(_outcome())
     assert len(lines) == 1 and "\n" not in lines[0] and "\r" not in lines[0]

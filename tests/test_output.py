@@ -102,6 +102,40 @@ def test_a_device_is_written_into_not_replaced():
     assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
 
 
+_PRINT_THEN_WRITE = textwrap.dedent("""
+    import sys
+    from collapse_probe.output import write_text
+    print("printed first", flush=True)
+    write_text(sys.argv[1], "written\\n")
+""")
+
+
+@pytest.mark.parametrize("name", ["/dev/stdout", "/proc/self/fd/1"])
+def test_a_path_naming_stdout_writes_into_a_pipe_and_appends_to_a_redirect(tmp_path, name):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    piped = subprocess.run([sys.executable, "-c", _PRINT_THEN_WRITE, name], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "printed first\nwritten\n"
+    log = tmp_path / "log.txt"
+    with open(log, "w") as redirect:
+        done = subprocess.run([sys.executable, "-c", _PRINT_THEN_WRITE, name], env=env,
+                              stdout=redirect, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text() == "printed first\nwritten\n" and _temps(tmp_path) == []
+
+
+def test_save_torch_turns_a_full_disk_into_one_typed_error(tmp_path):
+    import torch
+
+    with pytest.raises(OutputError, match="disk is full"):
+        output.save_torch({"w": torch.zeros(100_000)}, "/dev/full")
+    target = tmp_path / "c.pth"
+    output.save_torch({"w": torch.arange(3.0)}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["w"], torch.arange(3.0))
+    assert _temps(tmp_path) == []
+
+
 def test_a_full_device_is_one_typed_error():
     with pytest.raises(OutputError, match="disk is full"):
         write_text("/dev/full", "x" * 100_000)

@@ -68,6 +68,14 @@ def test_a_trickle_ends_at_the_stall_deadline(tmp_path, server, body):
     _no_final_and_no_temp(tmp_path)
 
 
+def test_headers_that_trickle_end_at_the_stall_deadline(tmp_path, server, body):
+    registry = _registry(server, body, "drip-headers")  # every byte well within the timeout
+    with pytest.raises(DownloadError, match="stalled") as exc:
+        fetch("tiny_dino", cache_dir=tmp_path, registry=registry, stall_s=1.0)
+    assert "\n" not in str(exc.value)
+    _no_final_and_no_temp(tmp_path)
+
+
 def test_a_cut_transfer_without_content_length_is_caught(tmp_path, server, body):
     registry = _registry(server, body, "unsized-short")
     with pytest.raises(DownloadError, match="not a complete PyTorch checkpoint"):

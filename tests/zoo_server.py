@@ -47,6 +47,13 @@ class ZooServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                if mode == "drip-headers":  # the status line and headers, a byte at a time
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                        if server.stop.wait(0.3):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
                 self.send_response(200)
                 if mode != "unsized-short":
                     self.send_header("Content-Length", str(len(body)))

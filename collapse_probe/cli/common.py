@@ -15,7 +15,7 @@ from typing import TypeVar
 import typer
 
 from ..errors import CollapseProbeError, option_style
-from ..escape import terminal
+from ..escape import log_lines, terminal
 
 __all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
            "status_line", "progress_bar", "refuse_overwriting_sources", "cli_option"]
@@ -27,19 +27,40 @@ T = TypeVar("T")
 PIPE_WIDTH = 120
 
 
+class _LogLines:
+    """A text stream that passes what is written through :func:`~collapse_probe.escape.log_lines`:
+    whatever a table or a wrapped line puts at the start of a line (a name from a file), no
+    line of ours starts a CI workflow command. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream) -> None:  # noqa: ANN001 - any text stream
+        self._stream = stream
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        from ..escape import log_lines
+
+        if text:
+            self._stream.write(log_lines(text, at_line_start=self._at_line_start))
+            self._at_line_start = text[-1] in "\r\n"
+        return len(text)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - isatty, fileno, flush, encoding, ...
+        return getattr(self._stream, name)
+
+
 def stdout_console():  # noqa: ANN201 - rich is imported lazily
     from rich.console import Console
 
-    console = Console(soft_wrap=False)
+    console = Console(soft_wrap=False, file=_LogLines(sys.stdout))
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(soft_wrap=False, width=PIPE_WIDTH)
+        console = Console(soft_wrap=False, width=PIPE_WIDTH, file=_LogLines(sys.stdout))
     return console
 
 
 def stderr_console():  # noqa: ANN201
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(file=_LogLines(sys.stderr))
 
 
 @contextlib.contextmanager
@@ -92,7 +113,8 @@ class _OneLineFormatter(logging.Formatter):
     sequences (a newline in a head name must not start a workflow command in a CI log)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        return terminal(super().formatMessage(record))  # tracebacks, if any, keep their lines
+        # Tracebacks, if any, keep their lines.
+        return log_lines(terminal(super().formatMessage(record)))
 
 
 #: Python keyword -> command-line flag, where the two differ by more than ``_`` -> ``-``.
@@ -125,7 +147,7 @@ def run_command(body: Callable[[], T]) -> T:
             return body()
     except CollapseProbeError as exc:
         # Messages quote names from files: one line, no control sequences.
-        typer.echo(f"error: {terminal(exc)}", err=True)
+        typer.echo(log_lines(f"error: {terminal(exc)}"), err=True)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

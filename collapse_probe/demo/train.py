@@ -251,8 +251,6 @@ def save_dino_checkpoint(result: TrainResult, path: Path | str) -> Path:
     """
     import argparse
 
-    import torch
-
     path = Path(path)
     args = argparse.Namespace(arch="digits_convnet", dataset="sklearn_digits",
                               norm_last_layer=True, out_dim=result.config.num_prototypes,
@@ -265,9 +263,8 @@ def save_dino_checkpoint(result: TrainResult, path: Path | str) -> Path:
         "args": args,
         "dino_loss": {"center": result.center},
     }
-    from ..output import open_output
+    from ..output import save_torch
 
     # The umask's mode (a shipped example must be readable by all), written whole.
-    with open_output(path) as handle:
-        torch.save(checkpoint, handle)
+    save_torch(checkpoint, path)
     return path

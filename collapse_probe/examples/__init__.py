@@ -72,12 +72,10 @@ def example_path(name: str, *, cache: Path | str | None = None) -> Path:
         return Path(__file__).parent / "data" / example.file
     target = cache_dir(cache) / "examples" / f"{name}.pth"
     if not target.exists():
-        from ..output import output_path
-
         generate = example.generate
         if generate is None:
             raise InputError(f"example {name!r} has neither a file nor a generator.")
-        # Generated beside the target and renamed into place: concurrent first uses are safe.
-        with output_path(target) as tmp:
-            generate(tmp)
+        # The generator writes through collapse_probe.output.save_torch: generated beside the
+        # target and renamed into place, so concurrent first uses are safe.
+        generate(target)
     return target

@@ -87,5 +87,7 @@ def write_synthetic_dino(path: Path, *, num_prototypes: int = 65536, num_groups:
                                    norm_last_layer=True, synthetic=True, seed=seed),
         "dino_loss": {"center": torch.zeros(1, num_prototypes)},
     }
-    torch.save(checkpoint, path)
+    from ..output import save_torch
+
+    save_torch(checkpoint, path)  # whole or not at all (concurrent first uses are safe)
     return groups

@@ -80,15 +80,12 @@ def replace_tensors(root: MutableMapping[str, Any], replacements: list[tuple[Any
 
 def save_checkpoint(obj: Any, out: Path, *, legacy: bool = False) -> None:
     """``torch.save`` to a temporary file beside ``out``, then rename it over ``out``
-    (:func:`collapse_probe.output.open_output`: mode kept, links followed, nothing partial).
+    (:func:`collapse_probe.output.save_torch`: mode kept, links followed, nothing partial).
 
     Args:
         legacy: write the pre-1.6 (non-zip) serialization, for an input that used it.
     """
-    import torch
+    from ..output import save_torch
 
-    from ..output import open_output
-
-    with open_output(Path(out)) as handle:
-        torch.save(obj, handle, _use_new_zipfile_serialization=not legacy)
+    save_torch(obj, Path(out), _use_new_zipfile_serialization=not legacy)
     log.info("wrote %s", out)
