@@ -128,11 +128,12 @@ def run_gate(config: GateConfig, *, progress: Callable[[str], None] | None = Non
 
 
 # Command-line options named by loader messages, and what the gate configuration has instead.
-_OPTION_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[Pp]ass --trust-checkpoint \(trust=True\)[^.;]*"),
-     "the gate never unpickles fully: if you trust the file's source, check it with "
-     "`collapse-probe audit --trust-checkpoint`"),
-    (re.compile(r"--trust-checkpoint"), "`collapse-probe audit --trust-checkpoint`"),
+_OPTION_HINTS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"([Pp])ass --trust-checkpoint \(trust=True\)[^.;]*"),
+     lambda match: ("T" if match[1] == "P" else "t") + "he gate never unpickles fully: if you "
+     "trust the file's source, check it with `collapse-probe audit --trust-checkpoint`"),
+    # Not the hint just written above.
+    (re.compile(r"(?<!audit )--trust-checkpoint"), "`collapse-probe audit --trust-checkpoint`"),
     (re.compile(r"leave --(format|key|network) out"), r"leave \1 out of the gate configuration"),
     (re.compile(r"--(format|network) ([\w-]+(?:\.[\w-]+)*)"), r'\1 = "\2" in the gate configuration'),
     (re.compile(r"--key (<[^>]+>|[\w-]+(?:\.[\w-]+)*)"), r'key = "\1" in the gate configuration'),
