@@ -131,6 +131,27 @@ def test_tensor_kinds_that_are_not_dense_real_matrices(tmp_path, kind, needle):
     _one_line(_audit(_with_teacher_weight(tmp_path, tensor)), needle)
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_quantized_tensor_refusal_is_one_line_in_a_fresh_process(tmp_path, legacy):
+    """torch warns (once per process) about TypedStorage and its deprecated quantized
+    constructors while it rebuilds such a tensor: on the terminal that put four lines of torch
+    internals before the one-line refusal. A fresh process, as a user runs it."""
+    import subprocess
+    import sys
+
+    dense = torch.from_numpy(_protos())
+    path = tmp_path / "q.pth"
+    torch.save({"teacher": {"head.last_layer.weight": torch.quantize_per_tensor(
+        dense, 0.01, 0, torch.qint8)}}, path, _use_new_zipfile_serialization=not legacy)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONWARNINGS": "", "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "collapse_probe", "audit", str(path)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "quantized tensor" in lines[0], result.stderr
+
+
 def test_stride_zero_view_of_a_huge_shape_is_refused_without_allocating(tmp_path):
     # 2**20 x 2**12 float32 would be 16 GiB; the file stores one value.
     huge = torch.ones(1).expand(2**20, 2**12)
