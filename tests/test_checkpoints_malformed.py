@@ -234,6 +234,13 @@ def test_name_too_long(tmp_path):
     _one_line(_audit(tmp_path / ("x" * 300 + ".pth")), "too long")
 
 
+def test_path_too_long_with_short_names_does_not_blame_a_name(tmp_path):
+    # Each part is short; together they pass the system's path limit (PATH_MAX, 4096 bytes).
+    path = tmp_path.joinpath(*["d" * 9] * 500, "c.pth")
+    line = _one_line(_audit(path), "too long", "bytes in all")
+    assert "a name of" not in line
+
+
 def test_fifo_is_not_called_empty(tmp_path):
     path = tmp_path / "checkpoint.pth"
     os.mkfifo(path)

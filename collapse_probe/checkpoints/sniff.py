@@ -117,9 +117,13 @@ def os_problem(path: Path, exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return f"{path} is a symbolic link loop (a link that points back to itself): fix the link."
     if exc.errno == errno.ENAMETOOLONG:
-        longest = max((len(part) for part in Path(path).parts), default=0)
-        return (f"the path {str(path)[:80]}... is too long for the file system (a name of "
-                f"{longest} characters; the usual limit is 255): use a shorter name.")
+        longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+        if longest > 255:
+            return (f"the path {str(path)[:80]}... is too long for the file system (a name of "
+                    f"{longest} bytes; the usual limit is 255): use a shorter name.")
+        return (f"the path {str(path)[:80]}... is too long for the file system "
+                f"({len(os.fsencode(str(path)))} bytes in all; the usual limit is 4096): use a "
+                "shorter path, or run from a folder nearer the file.")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (f"{path} cannot be read: permission denied. Check its permissions (and its "
                 "folder's) or run as a user who can read it.")
