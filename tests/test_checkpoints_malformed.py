@@ -76,6 +76,29 @@ def test_one_byte_pickle_marker(tmp_path):
     _one_line(_audit(path), "truncated or damaged")
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_plain_pickle_named_pth_is_named_as_such(tmp_path, protocol):
+    """``pickle.dump(state, open("x.pth", "wb"))`` is not a torch.save file (torch.load refuses
+    it too): it was called 'truncated or damaged', with advice to download it again."""
+    import pickle
+
+    state = {"teacher": {"head.last_layer.weight": torch.from_numpy(_protos())}}
+    path = tmp_path / "x.pth"
+    path.write_bytes(pickle.dumps(state, protocol=protocol))
+    line = _one_line(_audit(path), "plain Python pickle", "torch.save")
+    assert "damaged" not in line
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_legacy_torch_save_with_any_pickle_protocol_still_loads(tmp_path, protocol):
+    path = tmp_path / "c.pth"
+    torch.save({"teacher": {"head.last_layer.weight": torch.from_numpy(_protos())}}, path,
+               _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    result = _audit(path, "--eps", "0.025", "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpoints"][0]["heads"][0]["results"][0]["unique"] == 8
+
+
 # --------------------------------------------------------------------------- numpy files
 
 def _npz(tmp_path: Path) -> Path:
