@@ -77,6 +77,29 @@ def test_one_byte_pickle_marker(tmp_path):
     _one_line(_audit(path), "truncated or damaged")
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_plain_pickle_named_pth_is_named_as_such(tmp_path, protocol):
+    """``pickle.dump(state, open("x.pth", "wb"))`` is not a torch.save file (torch.load refuses
+    it too): it was called 'truncated or damaged', with advice to download it again."""
+    import pickle
+
+    state = {"teacher": {"head.last_layer.weight": torch.from_numpy(_protos())}}
+    path = tmp_path / "x.pth"
+    path.write_bytes(pickle.dumps(state, protocol=protocol))
+    line = _one_line(_audit(path), "plain Python pickle", "torch.save")
+    assert "damaged" not in line
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_legacy_torch_save_with_any_pickle_protocol_still_loads(tmp_path, protocol):
+    path = tmp_path / "c.pth"
+    torch.save({"teacher": {"head.last_layer.weight": torch.from_numpy(_protos())}}, path,
+               _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    result = _audit(path, "--eps", "0.025", "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpoints"][0]["heads"][0]["results"][0]["unique"] == 8
+
+
 # --------------------------------------------------------------------------- numpy files
 
 def _npz(tmp_path: Path) -> Path:
@@ -130,6 +153,27 @@ def test_tensor_kinds_that_are_not_dense_real_matrices(tmp_path, kind, needle):
               "quantized": lambda: torch.quantize_per_tensor(dense, 0.01, 0, torch.qint8),
               "complex": lambda: torch.complex(dense, dense)}[kind]()
     _one_line(_audit(_with_teacher_weight(tmp_path, tensor)), needle)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_quantized_tensor_refusal_is_one_line_in_a_fresh_process(tmp_path, legacy):
+    """torch warns (once per process) about TypedStorage and its deprecated quantized
+    constructors while it rebuilds such a tensor: on the terminal that put four lines of torch
+    internals before the one-line refusal. A fresh process, as a user runs it."""
+    import subprocess
+    import sys
+
+    dense = torch.from_numpy(_protos())
+    path = tmp_path / "q.pth"
+    torch.save({"teacher": {"head.last_layer.weight": torch.quantize_per_tensor(
+        dense, 0.01, 0, torch.qint8)}}, path, _use_new_zipfile_serialization=not legacy)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONWARNINGS": "", "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-m", "collapse_probe", "audit", str(path)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "quantized tensor" in lines[0], result.stderr
 
 
 def test_stride_zero_view_of_a_huge_shape_is_refused_without_allocating(tmp_path):
@@ -212,6 +256,13 @@ def test_unreadable_file(tmp_path, monkeypatch):
 
 def test_name_too_long(tmp_path):
     _one_line(_audit(tmp_path / ("x" * 300 + ".pth")), "too long")
+
+
+def test_path_too_long_with_short_names_does_not_blame_a_name(tmp_path):
+    # Each part is short; together they pass the system's path limit (PATH_MAX, 4096 bytes).
+    path = tmp_path.joinpath(*["d" * 9] * 500, "c.pth")
+    line = _one_line(_audit(path), "too long", "bytes in all")
+    assert "a name of" not in line
 
 
 def test_fifo_is_not_called_empty(tmp_path):

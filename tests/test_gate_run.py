@@ -139,3 +139,13 @@ def test_github_escaping_and_detection():
     assert escape_property("a: b, c") == "a%3A b%2C c"
     assert in_github_actions({"GITHUB_ACTIONS": "true"})
     assert not in_github_actions({})
+
+
+def test_gate_failure_for_an_unsafe_file_names_the_audit_option_once(tmp_path):
+    from collapse_probe.checkpoints.loading import unsafe_message
+    from collapse_probe.gate.run import _for_gate
+
+    text = _for_gate(unsafe_message(tmp_path / "c.pth", ["posix.system"], what="its prototypes"))
+    assert text.count("collapse-probe audit") == 1, text
+    assert "refusing to run them. The gate never unpickles fully" in text, text
+    assert text.endswith("check it with `collapse-probe audit --trust-checkpoint`."), text

@@ -331,3 +331,43 @@ def test_trend_rereads_a_file_changed_under_it_or_reports_it(tmp_path, monkeypat
         (entry,) = compute.trend([target], eps=[0.025]).entries
         assert waits == [target] and entry.heads[0].unique[0] == 30
     assert not any(calls), "a file that may be rewritten was memory-mapped"
+
+
+@pytest.mark.parametrize("cut", [0, 100, 0.5])
+def test_trend_waits_for_a_checkpoint_caught_half_written(tmp_path, monkeypatch, cut):
+    """A ``checkpoint.pth`` read between two of ``torch.save``'s writes looks truncated although
+    it did not change during the read: ``trend`` waits, sees the job still writing, reads the
+    finished file instead of failing on a 'damaged' one."""
+    import collapse_probe.trend.compute as compute
+
+    target = tmp_path / "checkpoint.pth"
+    full = checkpoint_bytes(tmp_path, groups=30, epoch=3)
+    target.write_bytes(full[:cut if isinstance(cut, int) else int(len(full) * cut)])
+    waits: list[Path] = []
+
+    def job_finishes(path, **_):  # the writer completes the file while trend waits
+        waits.append(path)
+        with open(path, "r+b") as handle:  # same inode, as torch.save to the same path
+            handle.write(full)
+        return True
+
+    monkeypatch.setattr(compute, "_wait_until_stable", job_finishes)
+    (entry,) = compute.trend([target], eps=[0.025]).entries
+    assert waits == [target]
+    assert entry.epoch == 3 and entry.heads[0].unique[0] == 30
+
+
+def test_trend_reports_a_damaged_checkpoint_that_no_job_is_writing(tmp_path, monkeypatch):
+    import collapse_probe.trend.compute as compute
+    from collapse_probe.errors import CheckpointError
+
+    target = tmp_path / "checkpoint.pth"
+    target.write_bytes(checkpoint_bytes(tmp_path, groups=30, epoch=3)[:500])
+    waits: list[Path] = []
+    monkeypatch.setattr(compute, "_wait_until_stable",
+                        lambda path, **_: waits.append(path) or False)  # nothing changes
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        compute.trend([target], eps=[0.025])
+    assert waits == [target]
+    # A settled file unchanged for a second reads the same: the real wait says so.
+    assert compute._wait_until_stable(target, quiet_s=0.01) is False

@@ -9,6 +9,7 @@ import pathlib
 import pickle
 import struct
 import tokenize
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -206,6 +207,14 @@ def _numpy_load(path: Path, **kwargs: Any) -> Any:
 
 
 def _torch_load(path: Path, *, mmap: bool, trust: bool) -> Loaded:
+    # torch's rebuild functions warn about its own internals (TypedStorage, deprecated quantized
+    # constructors) while reading old or unusual tensors: noise on top of the one-line answer.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+        return _load_with_torch(path, mmap=mmap, trust=trust)
+
+
+def _load_with_torch(path: Path, *, mmap: bool, trust: bool) -> Loaded:
     import torch
 
     try:

@@ -8,7 +8,10 @@ short, an FSDP shard, a TorchScript archive, a FIFO or device, a file that canno
 from __future__ import annotations
 
 import errno
+import io
 import os
+import pickle
+import pickletools
 import re
 import stat
 import zipfile
@@ -82,12 +85,42 @@ def sniff(path: Path) -> str:
     if head.startswith(_ZIP_MAGIC) or head.startswith(_EMPTY_ZIP_MAGIC):
         return _zip_kind(path, size)
     if head[0] == _PICKLE_PROTO:
+        if _plain_pickle(head):
+            raise CheckpointError(
+                f"{path} is a plain Python pickle (pickle.dump), not a file written by "
+                "torch.save, which is what torch.load and collapse-probe read (nothing in it was "
+                "unpickled): save the state dict with torch.save and audit that.")
         return "torch-legacy"
     if _looks_like_text(head):
         raise CheckpointError(f"{path} is a text file, not a checkpoint (it starts with "
                               f"{head[:40].decode('utf-8', 'replace')!r}).")
     raise CheckpointError(f"{path} is neither a PyTorch checkpoint nor a NumPy file (it starts "
                           f"with bytes {head[:8].hex(' ')}).")
+
+
+def _plain_pickle(head: bytes) -> bool:
+    """Whether a file starting with a pickle's PROTO opcode does not start with torch's legacy
+    magic number (its own first pickle): it names a global, or its first pickle ends holding
+    something else. A first pickle cut short by ``head``'s end (a truncated file, or a long
+    first value) is not judged here. The opcodes are only walked; nothing is unpickled but a
+    complete pickle of plain values."""
+    from ..torchfile import LEGACY_MAGIC
+
+    try:
+        for opcode, _, position in pickletools.genops(io.BytesIO(head)):
+            if opcode.name in _OBJECT_OPCODES:
+                return True
+            if opcode.name == "STOP":
+                first = pickle.loads(head[:position + 1])
+                return not (type(first) is int and first == LEGACY_MAGIC)
+    except Exception:  # noqa: BLE001 - cut short or damaged: the loader says which
+        return False
+    return False
+
+
+#: Opcodes that import, call or build objects: never in torch's magic-number pickle.
+_OBJECT_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ",
+                             "NEWOBJ_EX", "BUILD", "PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4"})
 
 
 def _zip_kind(path: Path, size: int) -> str:
@@ -117,9 +150,13 @@ def os_problem(path: Path, exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return f"{path} is a symbolic link loop (a link that points back to itself): fix the link."
     if exc.errno == errno.ENAMETOOLONG:
-        longest = max((len(part) for part in Path(path).parts), default=0)
-        return (f"the path {str(path)[:80]}... is too long for the file system (a name of "
-                f"{longest} characters; the usual limit is 255): use a shorter name.")
+        longest = max((len(os.fsencode(part)) for part in Path(path).parts), default=0)
+        if longest > 255:
+            return (f"the path {str(path)[:80]}... is too long for the file system (a name of "
+                    f"{longest} bytes; the usual limit is 255): use a shorter name.")
+        return (f"the path {str(path)[:80]}... is too long for the file system "
+                f"({len(os.fsencode(str(path)))} bytes in all; the usual limit is 4096): use a "
+                "shorter path, or run from a folder nearer the file.")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (f"{path} cannot be read: permission denied. Check its permissions (and its "
                 "folder's) or run as a user who can read it.")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .._version import __version__
 from ..checkpoints.loading import live_files
-from ..errors import CheckpointChangedError, CheckpointError
+from ..errors import (CheckpointChangedError, CheckpointError, NoPrototypesError,
+                      UnsafeCheckpointError)
 from ..options import ReadOptions
 from ..thresholds import resolve_thresholds
 from ..types import METHODS
@@ -19,9 +22,13 @@ from .model import TrendEntry, TrendHead, TrendReport
 from .ordering import (RunCheckpoint, expand_inputs, is_latest_name, locate, order_checkpoints,
                        read_epoch)
 
+if TYPE_CHECKING:
+    from ..auditing import AuditReport
+
 __all__ = ["trend", "audit_entry", "may_be_rewritten", "reading"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def audit_entry(
@@ -40,20 +47,14 @@ def audit_entry(
     """
     from ..auditing import audit
 
-    for attempt in range(_ATTEMPTS):
+    def audit_once() -> tuple[os.stat_result, AuditReport]:
         try:
-            with reading(checkpoint.path):
-                stat = checkpoint.path.stat()
-                report = audit(checkpoint.path, eps=eps, method=method, read=read)
-            break
-        except CheckpointChangedError:
-            if not retry or attempt == _ATTEMPTS - 1:
-                raise
-            log.info("%s changed while being read: reading it again once it is stable",
-                     checkpoint.path)
-            _wait_until_stable(checkpoint.path)
+            stat = checkpoint.path.stat()
+            return stat, audit(checkpoint.path, eps=eps, method=method, read=read)
         except OSError as exc:  # removed or replaced between listing and reading
             raise CheckpointError(f"{checkpoint.path} cannot be read: {exc.strerror or exc}.") from None
+
+    stat, report = _read_settled(checkpoint.path, audit_once, retry=retry)
     heads = tuple(
         TrendHead(name=head.name, num_prototypes=head.num_prototypes,
                   eps=tuple(r.eps for r in head.results), unique=tuple(r.unique for r in head.results))
@@ -88,7 +89,31 @@ def reading(path: Path | str) -> AbstractContextManager[None]:
     return live_files() if may_be_rewritten(path) else nullcontext()
 
 
-def _wait_until_stable(path: Path, *, quiet_s: float = 1.0, limit_s: float = 30.0) -> None:
+def _read_settled(path: Path, read: Callable[[], _T], *, retry: bool = True) -> _T:
+    """``read()`` (under :func:`reading`), again once the file is stable when a job was writing
+    it: it changed during the read, or it read as damaged and was still changing afterwards
+    (a ``checkpoint.pth`` caught half-written between two of ``torch.save``'s writes)."""
+    for attempt in range(_ATTEMPTS):
+        last = not retry or attempt == _ATTEMPTS - 1
+        try:
+            with reading(path):
+                return read()
+        except CheckpointChangedError:
+            if last:
+                raise
+            log.info("%s changed while being read: reading it again once it is stable", path)
+            _wait_until_stable(path)
+        except (UnsafeCheckpointError, NoPrototypesError):
+            raise  # the file was read: what it holds will not change by waiting
+        except CheckpointError:
+            if last or not may_be_rewritten(path) or not _wait_until_stable(path):
+                raise
+            log.info("%s was still being written: reading it again now that it is stable", path)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _wait_until_stable(path: Path, *, quiet_s: float = 1.0, limit_s: float = 30.0) -> bool:
+    """Wait until ``path`` stays unchanged for ``quiet_s``; whether it changed meanwhile."""
     def signature() -> tuple[int, int, int] | None:
         try:
             stat = path.stat()
@@ -97,13 +122,14 @@ def _wait_until_stable(path: Path, *, quiet_s: float = 1.0, limit_s: float = 30.
         return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
     deadline = time.monotonic() + limit_s
-    last = signature()
+    first = last = signature()
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
         now = signature()
         if now == last:
-            return
+            return now != first
         last = now
+    return True
 
 
 def trend(
@@ -140,8 +166,8 @@ def trend(
     files = expand_inputs(items)
     located = []
     for f in files:
-        with reading(f):
-            located.append(locate(f, epoch_entry=read_epoch(f, trust=read.trust)))
+        located.append(locate(f, epoch_entry=_read_settled(
+            f, lambda f=f: read_epoch(f, trust=read.trust))))
     entries = []
     for checkpoint in order_checkpoints(located):
         if progress is not None:
