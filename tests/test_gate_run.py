@@ -143,9 +143,11 @@ def test_github_escaping_and_detection():
 
 def test_gate_failure_for_an_unsafe_file_names_the_audit_option_once(tmp_path):
     from collapse_probe.checkpoints.loading import unsafe_message
-    from collapse_probe.gate.run import _for_gate
+    from collapse_probe.errors import option_style
+    from collapse_probe.gate.run import _for_gate, _gate_option
 
-    text = _for_gate(unsafe_message(tmp_path / "c.pth", ["posix.system"], what="its prototypes"))
+    with option_style(_gate_option):  # as run_gate raises it
+        text = _for_gate(unsafe_message(tmp_path / "c.pth", ["posix.system"], what="its prototypes"))
     assert text.count("collapse-probe audit") == 1, text
-    assert "refusing to run them. The gate never unpickles fully" in text, text
-    assert text.endswith("check it with `collapse-probe audit --trust-checkpoint`."), text
+    assert "refusing to run them. Pass `collapse-probe audit --trust-checkpoint`" in text, text
+    assert "(the gate itself never unpickles fully)" in text and "trust=True" not in text, text

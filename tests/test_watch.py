@@ -338,7 +338,7 @@ def test_trend_waits_for_a_checkpoint_caught_half_written(tmp_path, monkeypatch,
     """A ``checkpoint.pth`` read between two of ``torch.save``'s writes looks truncated although
     it did not change during the read: ``trend`` waits, sees the job still writing, reads the
     finished file instead of failing on a 'damaged' one."""
-    import collapse_probe.trend.compute as compute
+    import collapse_probe.runs.compute as compute
 
     target = tmp_path / "checkpoint.pth"
     full = checkpoint_bytes(tmp_path, groups=30, epoch=3)
@@ -358,7 +358,7 @@ def test_trend_waits_for_a_checkpoint_caught_half_written(tmp_path, monkeypatch,
 
 
 def test_trend_reports_a_damaged_checkpoint_that_no_job_is_writing(tmp_path, monkeypatch):
-    import collapse_probe.trend.compute as compute
+    import collapse_probe.runs.compute as compute
     from collapse_probe.errors import CheckpointError
 
     target = tmp_path / "checkpoint.pth"
