@@ -28,7 +28,7 @@ from .cache import cache_dir as _cache_root
 from .errors import CollapseProbeError, DownloadError, InputError, option
 from .hashing import file_sha256
 from .output import open_output, output_error
-from .torchfile import check_torch_file
+from .checkpoints.files import check_torch_file
 
 __all__ = ["ZooEntry", "ZOO_ENTRIES", "ZOO", "ZOO_NAMES", "get_entry", "zoo_dir", "cached_path", "fetch",
            "verify_download", "STALL_S"]

@@ -20,7 +20,7 @@ from layouts import (
 )
 
 from collapse_probe.checkpoints import load_state, read_checkpoint
-from collapse_probe.checkpoints.sniff import sniff
+from collapse_probe.checkpoints.files import sniff
 from collapse_probe.errors import (
     CheckpointError,
     InputError,

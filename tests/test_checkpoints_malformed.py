@@ -245,7 +245,7 @@ def test_unreadable_file(tmp_path, monkeypatch):
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        import collapse_probe.checkpoints.sniff as sniff_module
+        import collapse_probe.checkpoints.files as sniff_module
 
         monkeypatch.setattr(sniff_module, "open", refuse, raising=False)
     try:

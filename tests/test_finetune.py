@@ -165,7 +165,7 @@ def test_new_weight_norm_half_precision_and_2d_features(tmp_path: Path) -> None:
 
 
 def test_legacy_serialization_is_kept(tmp_path: Path) -> None:
-    from collapse_probe.checkpoints.sniff import sniff
+    from collapse_probe.checkpoints.files import sniff
 
     protos, _ = planted_prototypes(8, 4, D, seed=8)
     path = write_dino(tmp_path / "legacy.pth", prototypes=protos, legacy=True)

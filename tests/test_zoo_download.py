@@ -17,7 +17,7 @@ import pytest
 
 from collapse_probe.errors import DownloadError
 from collapse_probe.output import is_temp_name
-from collapse_probe.torchfile import check_torch_file
+from collapse_probe.checkpoints.files import check_torch_file
 from collapse_probe.zoo import ZooEntry, cached_path, fetch
 from layouts import planted_prototypes, write_dino
 from zoo_server import PATH, ZooServer, server  # noqa: F401 - the fixture

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointChangedError, CheckpointError, UnsafeCheckpointError, option
-from .sniff import sniff
+from .files import sniff
 from .unpickle import RestrictedPickle
 
 __all__ = ["load_state", "load_object", "read_object", "Loaded", "live_files", "SAFE_GLOBALS"]

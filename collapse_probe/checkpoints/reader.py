@@ -1,27 +1,41 @@
-"""Reading prototypes from a checkpoint file: sniff, load safely, detect the layout, read heads."""
+"""Reading prototypes from a checkpoint file: sniff it, load it safely, detect its family, read
+its heads; raw arrays (``.npy``, ``.npz`` with one array or one picked by key, ``.pt`` tensors);
+and, when no layout matches, why (a backbone-only release, the tensors that came closest).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .. import families
 from ..errors import CheckpointError, InputError, NoPrototypesError, option
 from ..options import ReadOptions
 from ..types import PrototypeSet
-from .. import families
-from .arrays import is_array_like, read_array
-from .diagnose import no_prototypes
-from .keymode import normalise_keys, resolve_key
-from .keys import flatten, is_tensor
-from .layers import read_layers
+from .keys import (
+    flatten,
+    is_tensor,
+    largest_matrices,
+    normalise_keys,
+    raw_layer,
+    read_layers,
+    resolve_key,
+    strip_all_wrappers,
+)
 from .loading import Loaded, read_object, unsafe_message
 from .model import NETWORKS, Checkpoint, CheckpointInfo, HeadInfo
 
-__all__ = ["read_checkpoint", "load_prototypes", "inspect_checkpoint", "network_state",
-           "summaries"]
+__all__ = [
+    "read_checkpoint", "load_prototypes", "inspect_checkpoint", "network_state", "summaries",
+    "is_array_like", "read_array", "no_prototypes", "BACKBONE_MARKERS",
+]
+
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +198,83 @@ def _no_heads(path: Path, state: Mapping[str, Any], family: families.Family, net
 def summaries() -> dict[str, str]:
     """format -> where its prototypes live (for docs and help texts)."""
     return {family.name: family.summary for family in families.FAMILIES}
+
+
+def is_array_like(obj: Any) -> bool:
+    """Whether a loaded object is a bare array (not a checkpoint dict)."""
+    return isinstance(obj, (np.ndarray, np.lib.npyio.NpzFile)) or is_tensor(obj)
+
+
+def _member(path: Path, archive: Any, name: str) -> np.ndarray:
+    """One array of an ``.npz``, with its CRC and header checked; never unpickled."""
+    import tokenize
+    import zipfile
+    import zlib
+
+    try:
+        return archive[name]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise CheckpointError(f"{path}: array {name!r} holds Python objects, which are not "
+                                  "read without unpickling: save a plain numeric array.") from None
+        raise CheckpointError(f"{path}: array {name!r} cannot be read: its header is damaged "
+                              f"({exc}).") from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError,
+            SyntaxError, tokenize.TokenError, OverflowError, MemoryError) as exc:
+        raise CheckpointError(f"{path}: array {name!r} is damaged ({exc}): save or download "
+                              "the file again.") from None
+
+
+def read_array(path: Path, obj: Any, *, key: str | None) -> PrototypeSet:
+    """The (K, D) prototypes held by ``obj``, read as-is (rows normalised, norms kept)."""
+    name = "prototypes"
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        names = list(obj.files)
+        if key is not None:
+            if key not in names:
+                raise CheckpointError(f"{path} has no array {key!r}: it holds {', '.join(names)}.")
+            name = key
+        elif len(names) == 1:
+            name = names[0]
+        else:
+            raise CheckpointError(f"{path} holds {len(names)} arrays ({', '.join(names[:8])}): "
+                                  f"pass {option('key', '<name>')} to pick the prototypes.")
+        obj = _member(path, obj, name)
+    elif key is not None:
+        raise CheckpointError(f"{path} holds a single array: {option('key')} applies to .npz archives "
+                              "and checkpoint dicts only.")
+    array = obj if is_tensor(obj) else np.asarray(obj)
+    if not (is_tensor(array) or np.issubdtype(array.dtype, np.number)):
+        raise CheckpointError(f"{path}: array {name!r} has dtype {array.dtype}, not numbers.")
+    ((prototypes, _form),) = read_layers({name: array}, (raw_layer(name, name=name),))
+    return prototypes
+
+
+#: Key paths that only a backbone has (ViT/DeiT, XCiT, Swin, ResNet, ConvNeXt).
+BACKBONE_MARKERS = re.compile(
+    r"(^|\.)(cls_token|pos_embed|patch_embed|blocks\.\d+|layers\.\d+|layer[1-4]\.\d+|conv1|bn1"
+    r"|stem|stages\.\d+|downsample_layers)(\.|$)")
+_HEAD_MARKERS = re.compile(r"(^|\.)(last_layer2?|prototypes|head|head_dense|dino_head|ibot_head)(\.|$)")
+
+
+def no_prototypes(path: Path, state: Mapping[str, Any], *, expected: str = "") -> NoPrototypesError:
+    """The error for a checkpoint dict in which no layout found prototypes."""
+    flat = flatten(state)
+    if _backbone_only(flat):
+        return NoPrototypesError(
+            f"{path} holds backbone weights only ({len(flat)} tensors, no prototype head). "
+            "DINO's `*_pretrain.pth` and iBOT's `checkpoint_teacher.pth` releases are "
+            "backbone-only: the `*_pretrain_full_checkpoint.pth` (DINO) or `checkpoint.pth` "
+            "(iBOT) release holds the head (see `collapse-probe zoo list`).")
+    what = expected or "no known layout (DINO, iBOT, EsViT, MSN, DINOv2/v3, lightly, solo-learn, SwAV)"
+    top = ", ".join(list(map(str, state))[:8])
+    return NoPrototypesError(
+        f"no recognisable prototypes in {path}: {what} matched (top-level keys: {top or 'none'}). "
+        f"Largest 2-D tensors: {largest_matrices(flat) or 'none'}. Pass {option('key', '<path>')} to "
+        "name the prototype tensor or layer.")
+
+
+def _backbone_only(flat: Mapping[str, Any]) -> bool:
+    keys = [strip_all_wrappers(k) for k in flat]
+    return (bool(keys) and not any(_HEAD_MARKERS.search(k) for k in keys)
+            and any(BACKBONE_MARKERS.search(k) for k in keys))

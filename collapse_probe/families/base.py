@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoints.layers import LastLayer
+from ..checkpoints.keys import LastLayer
 
 __all__ = ["Family", "Selection", "HeadSpec", "LOGITS_STYLES", "OBJECTIVES", "no_extras"]
 

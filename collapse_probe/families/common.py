@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoints.keys import clean_state, is_tensor
-from ..checkpoints.layers import LastLayer, find_last_layer
+from ..checkpoints.keys import LastLayer, find_last_layer
 from ..errors import CheckpointError, option
 from .base import HeadSpec, Selection
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from ..checkpoints.layers import find_last_layer
+from ..checkpoints.keys import find_last_layer
 from .base import Family
 from .common import dino_head_spec, heads_at, teacher_student
 from .dino import first_network

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import CheckpointError, option
-from ..checkpoints.layers import LastLayer, find_last_layer
+from ..checkpoints.keys import LastLayer, find_last_layer
 from .base import Family, HeadSpec, Selection
 from .common import lightning_prefix, lightning_state
 

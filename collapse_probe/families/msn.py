@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import CheckpointError, option
 from ..checkpoints.keys import clean_state, is_tensor
-from ..checkpoints.layers import LastLayer, raw_layer
+from ..checkpoints.keys import LastLayer, raw_layer
 from .base import Family, HeadSpec, Selection
 
 __all__ = ["FAMILY", "ENCODERS"]

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..checkpoints.layers import LastLayer, find_last_layer
+from ..checkpoints.keys import LastLayer, find_last_layer
 from .base import Family, HeadSpec, Selection
 from .common import lightning_prefix, lightning_state
 

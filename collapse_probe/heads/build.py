@@ -115,7 +115,7 @@ def build_last_layer(state: Mapping[str, Any], prefix: str) -> tuple[Any, dict[s
     """
     import torch
 
-    from ..checkpoints.layers import find_last_layer
+    from ..checkpoints.keys import find_last_layer
 
     layer = find_last_layer(state, prefix, name=prefix)
     if layer is None:

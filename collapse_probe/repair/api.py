@@ -247,7 +247,7 @@ def finetune(
         pairs = _replacements(teacher_head, teacher_state, fmt)
         if student_state is not None and not one_network:
             pairs += _replacements(student, student_state, fmt)
-        from ..checkpoints.sniff import sniff
+        from ..checkpoints.files import sniff
 
         written = replace_tensors(obj, _unique_pairs(pairs))
         save_checkpoint(obj, target, legacy=sniff(source) == "torch-legacy")
