@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
@@ -61,9 +60,7 @@ def audit_command(
             atomic_write(json_out, report_to_json(report))
         return 1 if report.gate is not None and not report.gate.passed else 0
 
-    code = run_command(body)
-    sys.stdout.flush()
-    raise typer.Exit(code=code)
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,17 +10,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn
 
 import typer
 
 from ..errors import CollapseProbeError, option_style
 from ..escape import log_lines, terminal
 
-__all__ = ["run_command", "atomic_write", "atomic_path", "stdout_console", "stderr_console",
+__all__ = ["run_command", "atomic_write", "stdout_console", "stderr_console",
            "status_line", "progress_bar", "refuse_overwriting_sources", "cli_option"]
-
-T = TypeVar("T")
 
 
 #: Table width when stdout is a pipe or a CI log and COLUMNS is not set (rich would use 80).
@@ -131,8 +129,9 @@ def cli_option(name: str, value: object = None) -> str:
     return f"{flag} {text if text.startswith('<') else shlex.quote(text)}"
 
 
-def run_command(body: Callable[[], T]) -> T:
-    """Run a command body; a :class:`CollapseProbeError` becomes one line on stderr and exit 2.
+def run_command(body: Callable[[], int | None]) -> NoReturn:
+    """Run a command body and end the command: exit with the code it returns (None: 0), after
+    flushing stdout. A :class:`CollapseProbeError` becomes one line on stderr and exit 2.
 
     Messages raised inside name options as flags (:func:`cli_option`). Anything else is a bug and
     keeps its traceback.
@@ -144,7 +143,7 @@ def run_command(body: Callable[[], T]) -> T:
             handler.setFormatter(_OneLineFormatter(handler.formatter._fmt))
     try:
         with option_style(cli_option):
-            return body()
+            code = body() or 0
     except CollapseProbeError as exc:
         # Messages quote names from files: one line, no control sequences.
         typer.echo(log_lines(f"error: {terminal(exc)}"), err=True)
@@ -152,6 +151,8 @@ def run_command(body: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
+    sys.stdout.flush()
+    raise typer.Exit(code=code)
 
 
 def refuse_overwriting_sources(outputs: dict[str, object], sources: list[str] | tuple[str, ...],
@@ -170,16 +171,6 @@ def refuse_overwriting_sources(outputs: dict[str, object], sources: list[str] | 
                           else "the input checkpoint", path))
     named += inputs or []
     refuse_overwriting_inputs(outputs, named)  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically
-    (see :func:`collapse_probe.output.output_path`)."""
-    from ..output import output_path
-
-    with output_path(target) as tmp:
-        yield tmp
 
 
 def atomic_write(target: Path | str, text: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -106,7 +105,6 @@ def finetune_command(
             atomic_write(json_out, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
 
     run_command(body)
-    sys.stdout.flush()
 
 
 def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneResult

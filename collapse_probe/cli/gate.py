@@ -85,9 +85,7 @@ def gate_command(
                                f"{exc.strerror or exc}", err=True)
         return outcome.exit_code
 
-    code = run_command(body)
-    sys.stdout.flush()
-    raise typer.Exit(code=code)
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -90,9 +89,7 @@ def log_command(
         console.print(Text(f"verdict: {verdict.message}", style=style))
         return 0
 
-    code = run_command(body)
-    sys.stdout.flush()
-    raise typer.Exit(code=code)
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -104,9 +103,7 @@ def report_command(
                           markup=False)
         return 1 if gate is not None and not gate.passed else 0
 
-    code = run_command(body)
-    sys.stdout.flush()
-    raise typer.Exit(code=code)
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +91,7 @@ def trend_command(
         console.print(wrote_line(written, out), highlight=False, markup=False)
         return 0
 
-    code = run_command(body)
-    sys.stdout.flush()
-    raise typer.Exit(code=code)
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:

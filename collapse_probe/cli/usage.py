@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -137,7 +136,6 @@ def usage_command(
             atomic_write(json_out, json.dumps(document, indent=1) + "\n")
 
     run_command(body)
-    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:

@@ -90,9 +90,7 @@ def watch_command(
             console.print(wrote_line(written, out), highlight=False, markup=False)
         return 0
 
-    code = run_command(body)
-    sys.stdout.flush()
-    raise typer.Exit(code=code)
+    run_command(body)
 
 
 def register(app: typer.Typer) -> None:
