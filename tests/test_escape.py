@@ -19,7 +19,7 @@ from collapse_probe.gate.run import GateCheck, GateOutcome
 from collapse_probe.report.csv import render_csv
 from collapse_probe.report.html import render_html
 from collapse_probe.report.markdown import render_markdown
-from collapse_probe.report.terminal import render_audit
+from collapse_probe.cli.render import render_audit
 from collapse_probe.types import PrototypeSet
 
 #: A name that is markup, a command, a control sequence, HTML, a formula and a cell border.

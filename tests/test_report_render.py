@@ -145,7 +145,7 @@ def test_plain_figure_mapping_is_accepted(report):
 def test_terminal_table_shows_verdicts_and_the_hint(report):
     from rich.console import Console
 
-    from collapse_probe.report.terminal import render_audit
+    from collapse_probe.cli.render import render_audit
 
     console = Console(width=100, record=True, color_system=None)
     for renderable in render_audit(report):
@@ -161,7 +161,7 @@ def test_terminal_table_shows_verdicts_and_the_hint(report):
 def test_terminal_table_at_80_columns_keeps_every_number_whole(report):
     from rich.console import Console
 
-    from collapse_probe.report.terminal import render_audit
+    from collapse_probe.cli.render import render_audit
 
     console = Console(width=80, record=True, color_system=None)
     for renderable in render_audit(report):

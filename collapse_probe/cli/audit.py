@@ -39,7 +39,7 @@ def audit_command(
     def body() -> int:
         from ..auditing import audit
         from ..report.json import report_to_json
-        from ..report.terminal import render_audit
+        from .render import render_audit
 
         names = checkpoint_names(sources, example, hint="Try `collapse-probe audit --example` "
                                  "or `collapse-probe zoo list`.")

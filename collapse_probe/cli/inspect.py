@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from .common import run_command, stdout_console
+from .render import render_info
 from .options import CacheDir, Format, Key, Network, NetworkOption, Trust, read_options
 
-__all__ = ["register", "render_info"]
+__all__ = ["register"]
 
 
 def inspect_command(
@@ -45,48 +46,6 @@ def inspect_command(
             atomic_write(json_out, json.dumps(info.to_dict(), indent=2) + "\n")
 
     run_command(body)
-
-
-def render_info(info) -> list:  # noqa: ANN001 - CheckpointInfo; rich imported lazily
-    """Rich renderables for a CheckpointInfo: a title line, the heads table, what else is there."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from ..escape import terminal, terminal_markup as esc
-
-    network = terminal(info.network or "-")
-    title = Text.assemble((terminal(info.path), "bold"),
-                          f"  format {terminal(info.format)}, network {network}, ",
-                          _size(info.size_bytes))
-    table = Table(show_edge=False, header_style="bold")
-    for column, justify in (("head", "left"), ("K", "right"), ("D", "right"), ("form", "left"),
-                            ("g all ones", "left"), ("norm range", "left"), ("shared with", "left"),
-                            ("source keys", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for head in info.heads:
-        gain = "-" if head.gain_all_ones is None else ("yes" if head.gain_all_ones else "no")
-        table.add_row(esc(head.name), str(head.num_prototypes), str(head.dim), esc(head.form), gain,
-                      f"{head.norm_min:.4g} .. {head.norm_max:.4g}",
-                      esc(", ".join(head.shared_with) or "-"), esc(", ".join(head.source_keys)))
-    lines: list = [title, table]
-    if info.extras:
-        extras = ", ".join(f"{n} {tuple(s)}" for n, s in info.extras.items())
-        lines.append(Text("extras: " + terminal(extras)))
-    if info.other_keys:
-        lines.append(Text("other keys: " + terminal(", ".join(info.other_keys))))
-    lines.extend(Text(f"note: {terminal(note)}") for note in info.notes)
-    if info.replaced:
-        lines.append(Text("not loaded (pickled classes replaced by inert placeholders; the heads do "
-                          "not use them): " + terminal(", ".join(info.replaced))))
-    return lines
-
-
-def _size(num_bytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if num_bytes < 1000 or unit == "GB":
-            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
-        num_bytes /= 1000  # type: ignore[assignment]
-    return ""
 
 
 def register(app: typer.Typer) -> None:

@@ -79,7 +79,7 @@ def trend_command(
         check_trend_folder(out)
         refuse_overwriting_inputs([(f"--out {out}: its", out / name) for name in TREND_FILES],
                                   [("the checkpoint", p) for p in expand_inputs(inputs)])
-        from ..runs.terminal import render_trend
+        from .render import render_trend
 
         with status_line(quiet, "auditing") as progress:
             report = trend(inputs, eps=eps or None, cosine=cosine or None, method=method.value,

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
-                     stderr_console, stdout_console)
+from .common import (
+    atomic_write,
+    progress_bar,
+    refuse_overwriting_sources,
+    run_command,
+    stderr_console,
+    stdout_console,
+)
 from .options import Format, Key, Network, NetworkOption, Space, Trust, read_options
+from .render import render_usage
 
 __all__ = ["register"]
 
@@ -21,59 +28,6 @@ class Device(str, Enum):
     auto = "auto"
 
 
-
-
-def _fmt_share(value: float) -> str:
-    return f"{value:.2%}"
-
-
-def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
-    """Rich renderables for a UsageReport: a proxy banner when relevant, a summary, top groups."""
-    from rich.table import Table
-    from rich.text import Text
-
-    out: list[Any] = []
-    if report.is_proxy:
-        out.append(Text(
-            f"PROXY, not a measurement: no --features given, so this is softmax(center / "
-            f"{report.temperature:g}) of the checkpoint's teacher-logit running mean. "
-            "Pass --features FILE for real usage.", style="bold yellow"))
-    from ..escape import terminal_markup
-
-    # escaped: file and head names may contain [brackets], which rich would read as markup
-    title = terminal_markup(f"{'center proxy' if report.is_proxy else 'data usage'}: {checkpoint}, "
-                            f"head {report.head}")
-    summary = Table(title=title, show_header=False, title_justify="left")
-    summary.add_column("statistic")
-    summary.add_column("value", justify="right")
-    summary.add_row("prototypes K", f"{report.num_prototypes}")
-    if not report.is_proxy:
-        summary.add_row(f"samples N ({report.space or 'embeddings'} space)", f"{report.num_samples}")
-        summary.add_row("used (argmax of >= 1 sample)", f"{report.used} ({_fmt_share(report.used_fraction)})")
-    summary.add_row(f"unique at eps {report.eps:g} ({report.method})",
-                    f"{report.unique} ({_fmt_share(report.unique / report.num_prototypes)})")
-    if not report.is_proxy:
-        summary.add_row("used duplicate groups", f"{report.merged_used}")
-    summary.add_row("usage entropy (nats)", f"{report.entropy:.4f}")
-    summary.add_row("perplexity exp(H)", f"{report.perplexity:.1f}")
-    summary.add_row("merged entropy (nats)", f"{report.merged_entropy:.4f}")
-    summary.add_row("merged perplexity", f"{report.merged_perplexity:.1f}")
-    largest = report.largest_group
-    summary.add_row("largest duplicate group: size, share",
-                    f"{largest.size}, {_fmt_share(largest.share)}")
-    out.append(summary)
-    if report.top_groups:
-        top = Table(title="most-used duplicate groups", title_justify="left")
-        for name, justify in (("rank", "right"), ("group", "right"), ("size", "right"),
-                              ("share", "right"), ("members (sample)", "left")):
-            top.add_column(name, justify=justify)
-        for rank, group in enumerate(report.top_groups, 1):
-            members = ", ".join(str(m) for m in group.members)
-            if group.size > len(group.members):
-                members += ", ..."
-            top.add_row(str(rank), str(group.label), str(group.size), _fmt_share(group.share), members)
-        out.append(top)
-    return out
 
 
 def usage_command(

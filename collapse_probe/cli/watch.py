@@ -46,7 +46,7 @@ def watch_command(
     def body() -> int:
         from ..escape import terminal
         from ..runs import Watcher
-        from ..runs.terminal import render_trend
+        from .render import render_trend
         from .trend import check_trend_folder, write_trend_outputs, wrote_line
 
         check_trend_folder(out)
