@@ -33,8 +33,9 @@ from bench_koleo import giant_size, load_average, zipf_head  # noqa: E402
 
 from collapse_probe.repair.api import choose_koleo_anchors  # noqa: E402
 from collapse_probe.repair.features import Augmentation, FeatureViews  # noqa: E402
-from collapse_probe.repair.loop import Distributed, LoopSettings, auto_teacher_momentum, train_heads  # noqa: E402
+from collapse_probe.repair.loop import Distributed, auto_teacher_momentum, train_heads  # noqa: E402
 from collapse_probe.repair.objectives import DinoObjective  # noqa: E402
+from collapse_probe.repair.settings import TrainSettings  # noqa: E402
 from collapse_probe.heads import rebuild_head  # noqa: E402
 
 
@@ -86,12 +87,12 @@ def main() -> None:
             exact = args.exact and auto is not None and num <= args.exact_max
             modes = {"auto": auto} | ({"exact": None} if exact else {})
             for mode, anchors in modes.items():
-                settings = LoopSettings(steps=args.steps + 1, batch_size=args.batch, lr=1e-4, weight_decay=0.0,
-                                        koleo_weight=0.1, teacher_momentum=auto_teacher_momentum(args.steps + 1),
-                                        log_every=10 ** 9)
+                settings = TrainSettings(steps=args.steps + 1, batch_size=args.batch, lr=1e-4, weight_decay=0.0,
+                                         log_every=10 ** 9)
                 objective = DinoObjective(None, num_prototypes=num)
                 stamps: list[float] = []
-                train_heads(student, teacher, objective, views, settings, dist=Distributed(),
+                train_heads(student, teacher, objective, views, settings, koleo_weight=0.1,
+                            teacher_momentum=auto_teacher_momentum(args.steps + 1), dist=Distributed(),
                             koleo_options={"num_anchors": anchors, "generator": torch.Generator().manual_seed(1)},
                             on_step=lambda step: stamps.append(time.perf_counter()))
                 per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1)  # the first step is the warm-up

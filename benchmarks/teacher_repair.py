@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from collapse_probe import finetune  # noqa: E402
+from collapse_probe import TeacherSettings, TrainSettings, finetune  # noqa: E402
 from collapse_probe.checkpoints import load_state  # noqa: E402
 from collapse_probe.demo.augment import MultiCrop  # noqa: E402
 from collapse_probe.demo.data import load_digits_split  # noqa: E402
@@ -50,13 +50,13 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = Path(resolve_source("dino-digits"))
     features = digits_views(checkpoint)
-    variants = {"copy-student": {}, "ema": {"teacher": "ema"},
-                "ema 0.996": {"teacher": "ema", "teacher_momentum": 0.996}}
+    variants = {"copy-student": TeacherSettings(), "ema": TeacherSettings(written="ema"),
+                "ema 0.996": TeacherSettings(written="ema", momentum=0.996)}
     print(f"{'teacher':>13} {'network':>8} {'eps 0.025':>14} {'eps 0.1':>14}")
     with tempfile.TemporaryDirectory() as folder:
-        for name, options in variants.items():
-            result = finetune(checkpoint, features, out=Path(folder) / "repaired.pth", steps=args.steps,
-                              batch_size=256, lr=1e-4, seed=0, **options)
+        for name, teacher in variants.items():
+            result = finetune(checkpoint, features, out=Path(folder) / "repaired.pth", teacher=teacher,
+                              train=TrainSettings(steps=args.steps, batch_size=256, lr=1e-4, seed=0))
             for network in ("teacher", "student"):
                 cells = [f"{result.unique_before[network][e]:>5} -> {result.unique_after[network][e]:<5}"
                          for e in (0.025, 0.1)]

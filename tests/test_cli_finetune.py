@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from layouts import planted_prototypes, write_dino
+from layouts import planted_prototypes, write_dino, write_msn
 from typer.testing import CliRunner
 
 from collapse_probe.checkpoints import read_checkpoint
@@ -149,3 +149,18 @@ def test_teacher_choice_and_koleo_search_are_shown(files: Path) -> None:
     bad = run(str(files / "in.pth"), "--features", str(files / "views.npy"), "--out", str(files / "t2.pth"),
               "--teacher", "nope")
     assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and "teacher" in bad.stderr
+
+
+def test_teacher_temp_reaches_the_dino_loss_only(files: Path, tmp_path: Path) -> None:
+    args = ["--features", str(files / "views.npy"), "--steps", "2", "--batch-size", "16", "--teacher-temp", "0.07"]
+    result = run(str(files / "in.pth"), "--out", str(tmp_path / "t.pth"), *args, "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["settings"]["teacher_temp"] == 0.07 and data["settings"]["student_temp"] == 0.1
+    # an MSN head has no DINO loss: the flag is refused in one line naming the family
+    protos, _ = planted_prototypes(8, 4, 16, seed=6)
+    msn = write_msn(tmp_path / "msn.pth", prototypes=protos, training=True)
+    bad = run(str(msn), "--out", str(tmp_path / "m.pth"), *args)
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "msn checkpoints" in bad.stderr and "--teacher-temp" in bad.stderr
+    assert not (tmp_path / "m.pth").exists()

@@ -15,7 +15,8 @@ import torch
 from layouts import (RESNET_DIM, planted_prototypes, write_dino, write_dinov2, write_dinov3, write_esvit,
                      write_ibot, write_lightly, write_msn, write_sololearn, write_swav)
 
-from collapse_probe import FinetuneResult, deduplicate, finetune
+from collapse_probe import (FinetuneResult, KoLeoSettings, TeacherSettings, TrainSettings, deduplicate,
+                            finetune)
 from collapse_probe.checkpoints import load_state, read_checkpoint
 from collapse_probe.errors import CollapseProbeError, InputError
 from collapse_probe.options import ReadOptions
@@ -86,8 +87,9 @@ def runs(collapsed: Path) -> dict[float, tuple[FinetuneResult, Path, str, str]]:
     for weight in (0.0, 0.1):
         before = sha256(collapsed)
         target = collapsed.with_name(f"out_{weight}.pth")
-        result = finetune(collapsed, features, out=target, koleo_weight=weight, steps=120,
-                          batch_size=64, lr=1e-3, teacher_momentum=0.95, seed=1)
+        result = finetune(collapsed, features, out=target, koleo=KoLeoSettings(weight=weight),
+                          train=TrainSettings(steps=120, batch_size=64, lr=1e-3, seed=1),
+                          teacher=TeacherSettings(momentum=0.95))
         out[weight] = (result, target, before, sha256(collapsed))
     return out
 
@@ -156,7 +158,7 @@ def test_new_weight_norm_half_precision_and_2d_features(tmp_path: Path) -> None:
     protos, _ = planted_prototypes(8, 4, D, seed=4)
     path = write_dino(tmp_path / "half.pth", prototypes=protos, form="weight-norm-new", dtype=torch.float16)
     features = clustered_views(64)[:, 0]  # (N, d): augmented views
-    result = finetune(path, features, out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    result = finetune(path, features, out=tmp_path / "o.pth", train=TrainSettings(steps=3, batch_size=16, lr=1e-3))
     assert result.settings["augmentation"] == {"num_views": 2, "noise_std": 0.1, "feature_drop": 0.1}
     old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
     assert list(old) == list(new)
@@ -169,7 +171,7 @@ def test_legacy_serialization_is_kept(tmp_path: Path) -> None:
 
     protos, _ = planted_prototypes(8, 4, D, seed=8)
     path = write_dino(tmp_path / "legacy.pth", prototypes=protos, legacy=True)
-    finetune(path, clustered_views(32), out=tmp_path / "o.pth", steps=2, batch_size=16)
+    finetune(path, clustered_views(32), out=tmp_path / "o.pth", train=TrainSettings(steps=2, batch_size=16))
     assert sniff(path) == sniff(tmp_path / "o.pth") == "torch-legacy"
     assert list(flat(load_state(path))) == list(flat(load_state(tmp_path / "o.pth")))
 
@@ -177,7 +179,7 @@ def test_legacy_serialization_is_kept(tmp_path: Path) -> None:
 def test_ibot_shared_head_stays_shared(tmp_path: Path) -> None:
     protos, _ = planted_prototypes(8, 4, D, seed=5)
     path = write_ibot(tmp_path / "ibot.pth", prototypes=protos)
-    finetune(path, clustered_views(64), out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    finetune(path, clustered_views(64), out=tmp_path / "o.pth", train=TrainSettings(steps=3, batch_size=16, lr=1e-3))
     new = flat(load_state(tmp_path / "o.pth"))
     old = flat(load_state(path))
     for net in ("teacher.", "student.module."):
@@ -191,7 +193,8 @@ def test_ibot_shared_head_stays_shared(tmp_path: Path) -> None:
 def test_msn_prototypes_and_projections(tmp_path: Path) -> None:
     protos, _ = planted_prototypes(8, 4, D, seed=6)
     path = write_msn(tmp_path / "msn.pth", prototypes=protos, training=True)
-    result = finetune(path, clustered_views(64), out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    result = finetune(path, clustered_views(64), out=tmp_path / "o.pth",
+                      train=TrainSettings(steps=3, batch_size=16, lr=1e-3))
     assert result.objective == "msn" and result.networks == ("teacher", "student")
     old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
     assert list(old) == list(new)
@@ -227,7 +230,7 @@ def test_every_dino_like_layout(tmp_path: Path, layout: str) -> None:
         dim = 32
     rng = np.random.default_rng(0)
     features = rng.standard_normal((48, 2, dim)).astype(np.float32)
-    result = finetune(path, features, out=tmp_path / "o.pth", steps=3, batch_size=16, lr=1e-3)
+    result = finetune(path, features, out=tmp_path / "o.pth", train=TrainSettings(steps=3, batch_size=16, lr=1e-3))
     old, new = flat(load_state(path)), flat(load_state(tmp_path / "o.pth"))
     assert list(old) == list(new)
     changed = {k for k in old if isinstance(old[k], torch.Tensor) and not torch.equal(old[k], new[k])}
@@ -242,24 +245,24 @@ def test_every_dino_like_layout(tmp_path: Path, layout: str) -> None:
 def test_errors(collapsed: Path, tmp_path: Path) -> None:
     good = clustered_views(16)
     with pytest.raises(InputError, match="2 views"):
-        finetune(collapsed, good[:, :1], out=tmp_path / "o.pth", steps=1)
+        finetune(collapsed, good[:, :1], out=tmp_path / "o.pth", train=TrainSettings(steps=1))
     with pytest.raises(InputError, match="input checkpoint"):
-        finetune(collapsed, good, out=collapsed, steps=1)
+        finetune(collapsed, good, out=collapsed, train=TrainSettings(steps=1))
     with pytest.raises(InputError, match="does not exist"):
-        finetune(tmp_path / "missing.pth", good, out=tmp_path / "o.pth", steps=1)
+        finetune(tmp_path / "missing.pth", good, out=tmp_path / "o.pth", train=TrainSettings(steps=1))
     with pytest.raises(InputError, match="feature dimension"):
-        finetune(collapsed, good[..., :5], out=tmp_path / "o.pth", steps=1)
+        finetune(collapsed, good[..., :5], out=tmp_path / "o.pth", train=TrainSettings(steps=1))
     with pytest.raises(InputError, match="koleo_weight"):
-        finetune(collapsed, good, out=tmp_path / "o.pth", koleo_weight=-1.0)
+        finetune(collapsed, good, out=tmp_path / "o.pth", koleo=KoLeoSettings(weight=-1.0))
     with pytest.raises(CollapseProbeError):
-        finetune(collapsed, tmp_path / "nope.npy", out=tmp_path / "o.pth", steps=1)
+        finetune(collapsed, tmp_path / "nope.npy", out=tmp_path / "o.pth", train=TrainSettings(steps=1))
     assert not (tmp_path / "o.pth").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_device(collapsed: Path, tmp_path: Path) -> None:
-    result = finetune(collapsed, clustered_views(64), out=tmp_path / "o.pth", steps=5, batch_size=16,
-                      lr=1e-3, device="cuda")
+    result = finetune(collapsed, clustered_views(64), out=tmp_path / "o.pth",
+                      train=TrainSettings(steps=5, batch_size=16, lr=1e-3, device="cuda"))
     assert result.settings["device"] == "cuda"
     assert read_checkpoint(tmp_path / "o.pth").heads[0].num_prototypes == K
 
@@ -324,9 +327,9 @@ def test_writer_replaces_shared_storage_and_refuses_unknown_tensors() -> None:
 def test_teacher_shows_the_repair_by_default(collapsed: Path, tmp_path: Path, mode: str) -> None:
     # the default writes the student as the teacher; the EMA teacher with the default momentum
     # (suited to the run) also shows the repair on this head
-    kwargs = {} if mode == "copy-student" else {"teacher": "ema"}
-    result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=100, batch_size=64,
-                      lr=1e-3, seed=2, **kwargs)
+    kwargs = {} if mode == "copy-student" else {"teacher": TeacherSettings(written="ema")}
+    result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth",
+                      train=TrainSettings(steps=100, batch_size=64, lr=1e-3, seed=2), **kwargs)
     assert result.settings["teacher"] == mode and result.settings["teacher_momentum_choice"] == "auto"
     assert result.settings["teacher_momentum"] == pytest.approx(1 - 6 / 100)
     for network in ("teacher", "student"):
@@ -339,27 +342,29 @@ def test_teacher_shows_the_repair_by_default(collapsed: Path, tmp_path: Path, mo
 
 def test_dino_default_momentum_lags_behind_on_short_runs(collapsed: Path, tmp_path: Path) -> None:
     # DINO's 0.996 keeps ~80 % of the old teacher over 100 steps: the student repairs, the teacher less
-    fixed = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=100, batch_size=64,
-                     lr=1e-3, seed=2, teacher_momentum=0.996, teacher="ema")
+    fixed = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth",
+                     train=TrainSettings(steps=100, batch_size=64, lr=1e-3, seed=2),
+                     teacher=TeacherSettings(written="ema", momentum=0.996))
     assert fixed.settings["teacher_momentum_choice"] == "set"
     assert fixed.unique_after["teacher"][0.025] < fixed.unique_after["student"][0.025]
 
 
 def test_copy_student_teacher(collapsed: Path, tmp_path: Path) -> None:
-    result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth", steps=40, batch_size=64,
-                      lr=1e-3)  # the default
+    result = finetune(collapsed, clustered_views(), out=tmp_path / "o.pth",
+                      train=TrainSettings(steps=40, batch_size=64, lr=1e-3))  # the default
     assert result.unique_after["teacher"] == result.unique_after["student"]
     new = flat(load_state(tmp_path / "o.pth"))
     for leaf in ("last_layer.weight_v", "mlp.0.weight", "mlp.4.bias"):
         assert torch.equal(new[f"teacher.head.{leaf}"], new[f"student.module.head.{leaf}"]), leaf
     with pytest.raises(InputError, match="teacher"):
-        finetune(collapsed, clustered_views(), out=tmp_path / "x.pth", steps=1, teacher="student")
+        finetune(collapsed, clustered_views(), out=tmp_path / "x.pth", train=TrainSettings(steps=1),
+                 teacher=TeacherSettings(written="student"))
 
 
 def test_teacher_only_file_reports_both_networks(tmp_path: Path) -> None:
     protos, _ = planted_prototypes(8, 4, D, seed=7)
     path = write_dinov2(tmp_path / "in.pth", prototypes=protos)
-    result = finetune(path, clustered_views(48), out=tmp_path / "o.pth", steps=3, batch_size=16)
+    result = finetune(path, clustered_views(48), out=tmp_path / "o.pth", train=TrainSettings(steps=3, batch_size=16))
     assert result.networks == ("teacher",) and set(result.unique_before) == {"teacher", "student"}
 
 
@@ -393,15 +398,17 @@ def test_koleo_anchors_auto_choice() -> None:
 
 
 def test_koleo_choice_is_recorded(collapsed: Path, tmp_path: Path) -> None:
-    result = finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", steps=2, batch_size=16)
+    result = finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth",
+                      train=TrainSettings(steps=2, batch_size=16))
     data = result.to_dict()["settings"]
     assert data["koleo_search"] == "exact" and data["koleo_anchors"] is None
     assert data["koleo_anchors_choice"] == "auto"
-    forced = finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", steps=2, batch_size=16,
-                      koleo_anchors=64)
+    forced = finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth",
+                      train=TrainSettings(steps=2, batch_size=16), koleo=KoLeoSettings(anchors=64))
     assert forced.settings["koleo_search"] == "sampled" and forced.settings["koleo_anchors"] == 64
     with pytest.raises(InputError, match="koleo_anchors"):
-        finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", steps=2, koleo_anchors=-3)
+        finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", train=TrainSettings(steps=2),
+                 koleo=KoLeoSettings(anchors=-3))
 
 
 # -- SwAV ---------------------------------------------------------------------------------------------
@@ -462,7 +469,7 @@ def test_swav_finetune(tmp_path: Path, heads: int) -> None:
     centres = 2.0 * rng.standard_normal((16, RESNET_DIM))
     features = (centres[rng.integers(0, 16, 256)][:, None, :]
                 + 0.3 * rng.standard_normal((256, 2, RESNET_DIM))).astype(np.float32)
-    result = finetune(path, features, out=tmp_path / "o.pth", steps=100, batch_size=64, lr=1e-3)
+    result = finetune(path, features, out=tmp_path / "o.pth", train=TrainSettings(steps=100, batch_size=64, lr=1e-3))
     assert result.objective == "swav" and result.networks == ("model",)
     assert result.settings["prototypes_per_head"] == [64] * heads and result.settings["teacher"] is None
     assert result.unique_before["model"][0.025] == 8 * heads
@@ -475,3 +482,33 @@ def test_swav_finetune(tmp_path: Path, heads: int) -> None:
     for head in read_checkpoint(tmp_path / "o.pth").heads:
         # SwAV keeps unit prototypes
         np.testing.assert_allclose(head.norms, 1.0, atol=1e-5)
+
+
+# -- settings records -----------------------------------------------------------------------------------
+def test_objective_settings_must_match_the_family(collapsed: Path, tmp_path: Path) -> None:
+    from collapse_probe import DinoSettings, MsnSettings, SwavSettings
+
+    protos, _ = planted_prototypes(8, 4, D, seed=6)
+    msn = write_msn(tmp_path / "msn.pth", prototypes=protos, training=True)
+    with pytest.raises(InputError, match=r"^objective: msn checkpoints .* \(MsnSettings\), got DinoSettings"):
+        finetune(msn, clustered_views(32), out=tmp_path / "o.pth", objective=DinoSettings())
+    with pytest.raises(InputError, match=r"^objective: dino checkpoints .* \(DinoSettings\), got SwavSettings"):
+        finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", objective=SwavSettings())
+    with pytest.raises(InputError, match="^train: expected a TrainSettings record"):
+        finetune(collapsed, clustered_views(32), out=tmp_path / "o.pth", train={"steps": 2})  # type: ignore[arg-type]
+    assert not (tmp_path / "o.pth").exists()
+    result = finetune(msn, clustered_views(32), out=tmp_path / "o.pth", train=TrainSettings(steps=2, batch_size=16),
+                      objective=MsnSettings(temperature=0.2, sharpen=0.3, memax_weight=0.5))
+    assert {k: result.settings[k] for k in ("temperature", "sharpen", "memax_weight")} == \
+        {"temperature": 0.2, "sharpen": 0.3, "memax_weight": 0.5}
+
+
+def test_settings_records_check_their_values() -> None:
+    for build, name in ((lambda: TrainSettings(steps=0), "steps"), (lambda: TrainSettings(lr=0.0), "lr"),
+                        (lambda: TrainSettings(weight_decay=-1.0), "weight_decay"),
+                        (lambda: TrainSettings(device="tpu"), "device"),
+                        (lambda: KoLeoSettings(weight=float("nan")), "koleo_weight"),
+                        (lambda: KoLeoSettings(anchors=True), "koleo_anchors"),
+                        (lambda: TeacherSettings(momentum=1.5), "teacher_momentum")):
+        with pytest.raises(InputError, match=f"^{name}: expected"):
+            build()

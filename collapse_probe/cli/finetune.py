@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..repair.api import DEFAULT_KOLEO_WEIGHT
+from ..repair.settings import DEFAULT_KOLEO_WEIGHT
 from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
                      stderr_console, stdout_console)
 from .options import Format, Trust, read_options
@@ -72,7 +72,7 @@ def finetune_command(
     rank0 = int(os.environ.get("RANK", "0")) == 0
 
     def body() -> None:
-        from ..repair import finetune
+        from ..repair import DinoSettings, KoLeoSettings, TeacherSettings, TrainSettings, finetune
         from ..sources import resolve_source
 
         refuse_overwriting_sources({"--out": out, "--json": json_out}, [checkpoint],
@@ -87,17 +87,21 @@ def finetune_command(
             console.print(f"step {step + 1:>6}/{steps}  loss {total:9.4f}  method {method:9.4f}  "
                           f"koleo {koleo:9.4f}", highlight=False, soft_wrap=True)
 
+        train = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                              log_every=log_every)
+        koleo = KoLeoSettings(weight=koleo_weight, anchors="auto" if koleo_anchors is None else koleo_anchors)
+        written = TeacherSettings(written=teacher, momentum=teacher_momentum)
+        # --teacher-temp is the one objective flag (DINO's); left at its default, every family
+        # gets its own objective's defaults
+        dino = DinoSettings(teacher_temp=teacher_temp)
+        objective = None if dino == DinoSettings() else dino
         with progress_bar("fine-tuning", total=steps, rate_unit="steps",
                           quiet=quiet or not rank0) as update:
-            result = finetune(path, features, out=out, koleo_weight=koleo_weight, steps=steps,
-                              batch_size=batch_size, lr=lr, device=device, seed=seed,
+            result = finetune(path, features, out=out,
                               read=read_options(format=format, network="teacher", key=None,
                                                 trust=trust_checkpoint),
-                              head=head, teacher=teacher,
-                              teacher_momentum=teacher_momentum, teacher_temp=teacher_temp,
-                              koleo_anchors="auto" if koleo_anchors is None else koleo_anchors,
-                              log_every=log_every, on_log=on_log,
-                              on_step=None if update is None else lambda step: update(step + 1))
+                              head=head, train=train, koleo=koleo, teacher=written, objective=objective,
+                              on_log=on_log, on_step=None if update is None else lambda step: update(step + 1))
         if not rank0:
             return
         _render(console, result)

@@ -17,6 +17,8 @@ from ..options import ReadOptions
 from ..validation import fail
 from .features import Augmentation, FeatureViews, load_features
 from .result import UTILIZATION_EPS, FinetuneResult
+from .settings import (DEFAULT_KOLEO_WEIGHT, TEACHER_MODES, KoLeoSettings, ObjectiveSettings, TeacherSettings,
+                       TrainSettings, objective_settings)
 
 __all__ = ["finetune", "SUPPORTED_FORMATS", "DEFAULT_KOLEO_WEIGHT", "TEACHER_MODES", "choose_koleo_anchors"]
 
@@ -27,60 +29,33 @@ log = logging.getLogger(__name__)
 #: ``swav``).
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 
-#: ``teacher=`` choices for the written teacher: the student at the end of the run (default), or
-#: the EMA teacher itself. During the run the teacher is an EMA of the student either way.
-TEACHER_MODES: tuple[str, ...] = ("copy-student", "ema")
-
-#: The starting KoLeo-Proto weight. The paper's value could not be read; 0.1 is the weight DINOv2
-#: gives its (feature-space) KoLeo term. On small synthetic collapsed heads it separates every
-#: copy within 100-150 steps, the method's loss ending within about 10 % of a run without it.
-#: Tune it: it is always recorded.
-DEFAULT_KOLEO_WEIGHT: float = 0.1
-
 
 def finetune(
     checkpoint_path: Path | str,
     features: Any,
     *,
     out: Path | str,
-    koleo_weight: float = DEFAULT_KOLEO_WEIGHT,
-    steps: int = 500,
-    batch_size: int = 256,
-    lr: float = 1e-4,
-    weight_decay: float = 0.0,
-    device: str = "cpu",
-    seed: int = 0,
     read: ReadOptions | None = None,
     head: str | None = None,
-    teacher: str = "copy-student",
-    teacher_temp: float = 0.04,
-    student_temp: float = 0.1,
-    teacher_momentum: float | None = None,
-    center_momentum: float = 0.9,
-    msn_temperature: float = 0.1,
-    msn_sharpen: float = 0.25,
-    memax_weight: float = 1.0,
-    swav_temperature: float = 0.1,
-    swav_epsilon: float = 0.05,
-    sinkhorn_iterations: int = 3,
+    train: TrainSettings = TrainSettings(),
+    koleo: KoLeoSettings = KoLeoSettings(),
+    teacher: TeacherSettings = TeacherSettings(),
+    objective: ObjectiveSettings | None = None,
     augmentation: Augmentation | None = None,
-    koleo_block_size: int | None = None,
-    koleo_anchors: int | str | None = "auto",
-    log_every: int = 50,
     on_log: Callable[[int, np.ndarray], None] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a checkpoint's prototype head (MLP and last layer) and write ``out``.
 
     The backbone is not touched: ``features`` are its outputs. The student head is trained on the
-    method's objective plus ``koleo_weight`` * KoLeo-Proto on its prototypes; during the run the
+    method's objective plus ``koleo.weight`` * KoLeo-Proto on its prototypes; during the run the
     teacher head, which gives the targets, is an EMA of the student (momentum cosine
-    ``teacher_momentum`` -> 1; by default a start suited to the run's length, see
+    ``teacher.momentum`` -> 1; by default a start suited to the run's length, see
     :func:`~collapse_probe.repair.loop.auto_teacher_momentum`). The written teacher, which
-    ``audit`` reads, is the student at the end (``teacher="copy-student"``, the default: it
-    carries the repair whenever the student does), or the EMA teacher (``teacher="ema"``: it
-    lags; on ``dino-digits`` over 200 steps its unique count at eps 0.1 went 468 -> 509 while the
-    student's went 324 -> 981). DINO-family formats use
+    ``audit`` reads, is the student at the end (``TeacherSettings(written="copy-student")``, the
+    default: it carries the repair whenever the student does), or the EMA teacher
+    (``written="ema"``: it lags; on ``dino-digits`` over 200 steps its unique count at eps 0.1
+    went 468 -> 509 while the student's went 324 -> 981). DINO-family formats use
     the DINO loss ([CLS] head only: iBOT's patch loss and EsViT's region loss need tokens; the
     center starts from ``dino_loss.center`` / ``ibot_loss.center`` when the file has one); MSN
     uses its prototype loss with mean-entropy maximisation (prototypes shared by both networks);
@@ -97,25 +72,23 @@ def finetune(
             ``(N, d)`` with feature-space augmentation (``augmentation``; Gaussian noise 0.1 std
             and feature dropout 0.1 by default).
         out: the new checkpoint (same layout, only head tensors changed); must not be the input.
-        koleo_weight: lambda of KoLeo-Proto (:data:`DEFAULT_KOLEO_WEIGHT`); 0 for the method alone.
-        steps, batch_size, lr, weight_decay: AdamW settings.
-        device: ``cpu`` or ``cuda`` (``cuda`` under torchrun means ``cuda:LOCAL_RANK``).
-        seed: seeds batch order, augmentation and KoLeo's jitter.
         read: the checkpoint's format (detected when None) and trust; both networks are read,
             so its network and key do not apply.
         head: which head (default: the format's main head, every set of SwAV prototypes; see
             :func:`collapse_probe.heads.rebuild_head`).
-        teacher: ``copy-student`` (default) or ``ema``: what the written teacher is.
-        teacher_momentum: start of the EMA momentum; None picks one suited to ``steps``.
-        teacher_temp, student_temp, center_momentum: DINO loss settings.
-        msn_temperature, msn_sharpen, memax_weight: MSN loss settings.
-        swav_temperature, swav_epsilon, sinkhorn_iterations: SwAV loss settings (0.1, 0.05, 3).
-        koleo_block_size: passed to KoLeo-Proto (memory of the neighbour search).
-        koleo_anchors: ``"auto"`` (default): exact KoLeo-Proto unless the exact neighbour search
-            would cost more than the rest of the step, then a sampled estimate on as many
-            anchors as fit that cost (:func:`choose_koleo_anchors`); None or 0: exact; N:
-            N random anchors per step. The choice is recorded in the result's settings.
-        log_every: log (and call ``on_log(step, curve_so_far)``) every this many steps.
+        train: steps, batch size, AdamW settings, seed, device, logging interval
+            (:class:`~collapse_probe.repair.settings.TrainSettings`).
+        koleo: KoLeo-Proto's weight (:data:`DEFAULT_KOLEO_WEIGHT`; 0 for the method alone),
+            exact or sampled search, block size
+            (:class:`~collapse_probe.repair.settings.KoLeoSettings`). The anchor choice is
+            recorded in the result's settings.
+        teacher: the written teacher and the EMA momentum's start
+            (:class:`~collapse_probe.repair.settings.TeacherSettings`); not used by SwAV.
+        objective: the objective's settings: :class:`~collapse_probe.repair.settings.DinoSettings`,
+            ``MsnSettings`` or ``SwavSettings``, which must match the checkpoint's family
+            (``Family.objective``); None (default): that objective's defaults.
+        augmentation: feature-space augmentation of ``(N, d)`` features.
+        on_log: called as ``on_log(step, curve_so_far)`` every ``train.log_every`` steps.
         on_step: called with the step index after every step (e.g. a progress bar).
 
     Returns:
@@ -123,29 +96,26 @@ def finetune(
         the loss curve.
 
     Raises:
-        InputError: bad features, settings, ``out`` equal to the input, unsupported format.
+        InputError: bad features, settings, ``out`` equal to the input, unsupported format, an
+            objective record of another family's objective.
         CheckpointError: unreadable checkpoint or head.
     """
     import torch
 
     from ..checkpoints import load_state, network_state, read_checkpoint
     from .loop import auto_teacher_momentum, copy_student, distributed_from_env, freeze_unit_gains, train_heads
+    from .methods import build_heads, build_objective
 
     source = Path(checkpoint_path)
     target = Path(out)
     _check_paths(source, target)
-    if teacher not in TEACHER_MODES:
-        raise fail("teacher", expected=" or ".join(repr(m) for m in TEACHER_MODES), got=repr(teacher))
-    momentum_given = teacher_momentum is not None
-    if teacher_momentum is None:
-        teacher_momentum = auto_teacher_momentum(steps if isinstance(steps, int) else 1)
-    settings = _check_settings(koleo_weight=koleo_weight, steps=steps, batch_size=batch_size, lr=lr,
-                               weight_decay=weight_decay, teacher_momentum=teacher_momentum,
-                               log_every=log_every)
-    _check_anchors(koleo_anchors)
+    _check_record("train", train, TrainSettings)
+    _check_record("koleo", koleo, KoLeoSettings)
+    _check_record("teacher", teacher, TeacherSettings)
+    teacher_momentum = teacher.momentum if teacher.momentum is not None else auto_teacher_momentum(train.steps)
     augmentation = augmentation or Augmentation()
     array = load_features(features)
-    torch_device = _device(device)
+    torch_device = _device(train.device)
 
     read = ReadOptions(format=read.format, trust=read.trust) if read is not None else ReadOptions()
     checkpoint = read_checkpoint(source, read)
@@ -160,28 +130,14 @@ def finetune(
     if fmt not in SUPPORTED_FORMATS:
         raise InputError(f"fine-tuning {fmt} checkpoints is not supported (its objective is not "
                          f"implemented): supported formats are {', '.join(SUPPORTED_FORMATS)}.")
-    obj = load_state(source, trust=read.trust)
     objective_name = family(fmt).objective
+    method = objective_settings(objective, objective=objective_name, format=fmt)
+    obj = load_state(source, trust=read.trust)
     teacher_state, student_state = _network_states(obj, fmt, network_state)
     one_network = family(fmt).one_network  # SwAV trains one network: no teacher, no EMA
 
-    from ..heads import rebuild_head
-
-    head_names = _swav_heads(checkpoint, head) if objective_name == "swav" else [head]
-
-    def build(state: Mapping[str, Any]) -> Any:
-        if objective_name == "swav":
-            from ..heads.model import HeadSet
-
-            return HeadSet([rebuild_head(state, format=fmt, head=name) for name in head_names])
-        return rebuild_head(state, format=fmt, head=head, temperature=msn_temperature)
-
-    teacher_head = build(teacher_state)
-    # Without a student in the file, it starts as a copy of the teacher (rebuilt, not deep-copied:
-    # old weight-norm modules cannot be deep-copied).
-    student = teacher_head if one_network else build(student_state if student_state is not None else teacher_state)
-    if objective_name == "msn":
-        student.prototype_matrix = teacher_head.prototype_matrix  # one set, trained by gradient
+    heads = build_heads(method, checkpoint, head=head, teacher_state=teacher_state, student_state=student_state)
+    teacher_head, student = heads.teacher, heads.student
     _check_dims(teacher_head, student, array)
     frozen_gain = freeze_unit_gains(student)
     names = ("model",) if one_network else ("teacher", "student")
@@ -193,8 +149,8 @@ def finetune(
     dist = distributed_from_env(torch_device)
     if dist.active and torch_device.type == "cuda":
         torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", dist.rank)))
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed + 7919 * dist.rank)
+    torch.manual_seed(train.seed)
+    generator = torch.Generator().manual_seed(train.seed + 7919 * dist.rank)
     shard = np.arange(dist.rank, array.shape[0], dist.world_size) if dist.active else None
     views = FeatureViews(array, augmentation=augmentation, indices=shard, generator=generator,
                          device=torch_device)
@@ -202,35 +158,17 @@ def finetune(
     teacher_head.to(torch_device)
     num_views = array.shape[1] if array.ndim == 3 else augmentation.num_views
     anchors, anchor_choice = choose_koleo_anchors(
-        koleo_anchors, student, rows_per_step=min(batch_size, int(views.data.shape[0])) * num_views,
+        koleo.anchors, student, rows_per_step=min(train.batch_size, int(views.data.shape[0])) * num_views,
         one_network=one_network)
-    if objective_name == "msn":
-        from .objectives import MsnObjective
-
-        objective: Any = MsnObjective(sharpen=msn_sharpen, memax_weight=memax_weight)
-    elif objective_name == "swav":
-        from .objectives import SwavObjective
-
-        objective = SwavObjective(temperature=swav_temperature, epsilon=swav_epsilon,
-                                  iterations=sinkhorn_iterations, sizes=student.sizes)
-        objective.after_step = _normalise_prototypes  # type: ignore[attr-defined]
-    else:
-        from .objectives import DinoObjective
-
-        center = checkpoint.extras.get("center")
-        if center is not None and center.shape[-1] != teacher_head.num_prototypes:
-            center = None
-        objective = DinoObjective(None if center is None else torch.from_numpy(np.asarray(center)),
-                                  num_prototypes=teacher_head.num_prototypes, teacher_temp=teacher_temp,
-                                  student_temp=student_temp, center_momentum=center_momentum,
-                                  device=torch_device)
-    koleo_generator = torch.Generator().manual_seed(seed + 1)
-    curve = train_heads(student, teacher_head, objective, views, settings, dist=dist,
-                        koleo_options={"block_size": koleo_block_size, "num_anchors": anchors,
+    loss, objective_record = build_objective(method, heads, checkpoint, device=torch_device)
+    koleo_generator = torch.Generator().manual_seed(train.seed + 1)
+    curve = train_heads(student, teacher_head, loss, views, train, koleo_weight=koleo.weight,
+                        teacher_momentum=teacher_momentum, dist=dist,
+                        koleo_options={"block_size": koleo.block_size, "num_anchors": anchors,
                                        "generator": koleo_generator},
                         on_log=on_log if dist.rank == 0 else None,
                         on_step=on_step if dist.rank == 0 else None)
-    if teacher == "copy-student" and not one_network:
+    if teacher.written == "copy-student" and not one_network:
         copy_student(teacher_head, student)
     student.cpu()
     teacher_head.cpu()
@@ -257,28 +195,19 @@ def finetune(
         tdist.barrier()
 
     run_settings = {
-        "koleo_weight": koleo_weight, "steps": steps, "batch_size": batch_size, "lr": lr,
-        "weight_decay": weight_decay, "device": str(torch_device.type), "seed": seed,
-        "world_size": dist.world_size, "teacher": None if one_network else teacher,
+        "koleo_weight": koleo.weight, "steps": train.steps, "batch_size": train.batch_size, "lr": train.lr,
+        "weight_decay": train.weight_decay, "device": str(torch_device.type), "seed": train.seed,
+        "world_size": dist.world_size, "teacher": None if one_network else teacher.written,
         "teacher_momentum": None if one_network else teacher_momentum,
-        "teacher_momentum_choice": None if one_network else ("set" if momentum_given else "auto"),
+        "teacher_momentum_choice": None if one_network else ("auto" if teacher.momentum is None else "set"),
         "frozen_unit_gain": frozen_gain, "feature_shape": list(array.shape),
         "augmentation": None if array.ndim == 3 else {
             "num_views": augmentation.num_views, "noise_std": augmentation.noise_std,
             "feature_drop": augmentation.feature_drop},
-        "koleo_block_size": koleo_block_size, "koleo_anchors": anchors,
+        "koleo_block_size": koleo.block_size, "koleo_anchors": anchors,
         "koleo_search": "exact" if anchors is None else "sampled", "koleo_anchors_choice": anchor_choice,
-    }
-    if objective_name == "msn":
-        run_settings |= {"temperature": msn_temperature, "sharpen": msn_sharpen, "memax_weight": memax_weight}
-    elif objective_name == "swav":
-        run_settings |= {"temperature": swav_temperature, "epsilon": swav_epsilon,
-                         "sinkhorn_iterations": sinkhorn_iterations, "heads": list(head_names),
-                         "prototypes_per_head": student.sizes}
-    else:
-        run_settings |= {"teacher_temp": teacher_temp, "student_temp": student_temp,
-                         "center_momentum": center_momentum,
-                         "center_from_checkpoint": checkpoint.extras.get("center") is not None}
+    } | objective_record
+    head_names = heads.names
     return FinetuneResult(
         checkpoint=source, out=target if dist.rank == 0 else None, format=fmt,
         head=teacher_head.spec.name if not one_network or len(head_names) == 1 else ",".join(head_names),
@@ -318,32 +247,6 @@ def choose_koleo_anchors(requested: int | str | None, head: Any, *, rows_per_ste
     return (None if 2 * anchors >= num else anchors), "auto"
 
 
-def _check_anchors(value: Any) -> None:
-    if value is None or value == "auto":
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise fail("koleo_anchors", expected="'auto', None, 0 (exact) or a positive number of anchors",
-                   got=repr(value))
-
-
-def _swav_heads(checkpoint: Any, head: str | None) -> list[str]:
-    names = [h.name for h in checkpoint.heads]
-    if head is not None:
-        if head not in names:
-            raise InputError(f"{option('head', head)}: this SwAV checkpoint has {', '.join(names)}.")
-        return [head]
-    return names
-
-
-def _normalise_prototypes(head: Any) -> None:
-    # SwAV keeps unit prototypes: every step starts from normalised rows (main_swav.py)
-    import torch
-
-    with torch.no_grad():
-        for layer in head.prototype_layers():
-            layer.weight.copy_(torch.nn.functional.normalize(layer.weight, dim=1, p=2))
-
-
 # -- helpers ---------------------------------------------------------------------------------------
 def _check_paths(source: Path, target: Path) -> None:
     if not source.is_file():
@@ -362,28 +265,14 @@ def _check_paths(source: Path, target: Path) -> None:
                          f"{target / 'finetuned.pth'}.")
 
 
-def _check_settings(**values: Any) -> Any:
-    from .loop import LoopSettings
-
-    if not (np.isfinite(values["koleo_weight"]) and values["koleo_weight"] >= 0):
-        raise fail("koleo_weight", expected="a finite number >= 0", got=repr(values["koleo_weight"]))
-    for name in ("steps", "batch_size", "log_every"):
-        if not (isinstance(values[name], int) and values[name] >= 1):
-            raise fail(name, expected="a positive integer", got=repr(values[name]))
-    if not (np.isfinite(values["lr"]) and values["lr"] > 0):
-        raise fail("lr", expected="a positive learning rate", got=repr(values["lr"]))
-    if not values["weight_decay"] >= 0:
-        raise fail("weight_decay", expected="a number >= 0", got=repr(values["weight_decay"]))
-    if not 0 <= values["teacher_momentum"] <= 1:
-        raise fail("teacher_momentum", expected="a momentum in [0, 1]", got=repr(values["teacher_momentum"]))
-    return LoopSettings(**values)
+def _check_record(name: str, value: Any, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise fail(name, expected=f"a {kind.__name__} record", got=type(value).__name__)
 
 
 def _device(name: str) -> Any:
     import torch
 
-    if name not in ("cpu", "cuda"):
-        raise fail("device", expected="'cpu' or 'cuda'", got=repr(name))
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{option('device', 'cuda')} was asked for but no CUDA device is available: "
                          f"use {option('device', 'cpu')}.")

@@ -17,24 +17,12 @@ from torch import nn
 from ..heads.model import PrototypeHead
 from ..koleo import koleo_proto_loss
 from .features import FeatureViews
+from .settings import TrainSettings
 
-__all__ = ["LoopSettings", "train_heads", "teacher_momentum_at", "freeze_unit_gains",
+__all__ = ["train_heads", "teacher_momentum_at", "freeze_unit_gains",
            "Distributed", "distributed_from_env", "auto_teacher_momentum", "copy_student", "koleo_layers"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """Optimisation settings of one run (see :func:`collapse_probe.finetune` for meanings)."""
-
-    steps: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    koleo_weight: float
-    teacher_momentum: float
-    log_every: int
 
 
 @dataclass(frozen=True)
@@ -107,11 +95,16 @@ def koleo_layers(head: nn.Module) -> list[Any]:
 
 
 def train_heads(student: PrototypeHead, teacher: PrototypeHead, objective: Callable[..., torch.Tensor],
-                views: FeatureViews, settings: LoopSettings, *, dist: Distributed,
-                koleo_options: dict[str, Any] | None = None,
+                views: FeatureViews, settings: TrainSettings, *, koleo_weight: float,
+                teacher_momentum: float, dist: Distributed, koleo_options: dict[str, Any] | None = None,
                 on_log: Callable[[int, np.ndarray], None] | None = None,
                 on_step: Callable[[int], None] | None = None) -> np.ndarray:
     """Run ``settings.steps`` optimisation steps; the heads are updated in place.
+
+    The loss is the objective's plus ``koleo_weight`` * KoLeo-Proto (``koleo_options`` are
+    passed to :func:`~collapse_probe.koleo.koleo_proto_loss`); the teacher's EMA momentum rises
+    from ``teacher_momentum`` to 1 (:func:`teacher_momentum_at`). ``settings.seed`` and
+    ``settings.device`` are not read here: the caller seeds and places the heads and views.
 
     ``teacher`` may be ``student`` itself (SwAV: one network, targets from its own detached
     outputs, no EMA). An objective with an ``after_step(student)`` method has it called after
@@ -156,9 +149,9 @@ def train_heads(student: PrototypeHead, teacher: PrototypeHead, objective: Calla
         total = method
         koleo_value = None
         logging_step = step % settings.log_every == 0 or step == settings.steps - 1
-        if settings.koleo_weight > 0:
+        if koleo_weight > 0:
             koleo_value = _koleo(layers, koleo_options)
-            total = method + settings.koleo_weight * koleo_value
+            total = method + koleo_weight * koleo_value
         elif logging_step:
             with torch.no_grad():
                 koleo_value = _koleo(layers, koleo_options)
@@ -168,7 +161,7 @@ def train_heads(student: PrototypeHead, teacher: PrototypeHead, objective: Calla
         if after_step is not None:
             after_step(student)
         if not one_network:
-            _ema(teacher, student, teacher_momentum_at(step, settings.steps, settings.teacher_momentum))
+            _ema(teacher, student, teacher_momentum_at(step, settings.steps, teacher_momentum))
         curve[step] = (total.item(), method.item(), np.nan if koleo_value is None else koleo_value.item())
         if on_step is not None:
             on_step(step)
