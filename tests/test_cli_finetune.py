@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from collapse_probe.checkpoints import read_checkpoint
 from collapse_probe.cli.app import app
-from collapse_probe.cli.finetune import sparkline
+from collapse_probe.cli.render import sparkline
 
 runner = CliRunner()
 

@@ -14,22 +14,11 @@ from ..repair.settings import DEFAULT_KOLEO_WEIGHT
 from .common import (atomic_write, progress_bar, refuse_overwriting_sources, run_command,
                      stderr_console, stdout_console)
 from .options import Format, Trust, read_options
+from .render import render_finetune
 
-__all__ = ["register", "sparkline"]
+__all__ = ["register"]
 
 _BARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float], width: int = 60) -> str:
-    """Values (NaN skipped) as a one-line bar chart of at most ``width`` characters."""
-    finite = [v for v in values if v == v]
-    if not finite:
-        return ""
-    step = max(1, -(-len(finite) // width))
-    points = [sum(finite[i:i + step]) / len(finite[i:i + step]) for i in range(0, len(finite), step)]
-    low, high = min(points), max(points)
-    span = (high - low) or 1.0
-    return "".join(_BARS[min(len(_BARS) - 1, int((p - low) / span * len(_BARS)))] for p in points)
 
 
 def finetune_command(
@@ -72,7 +61,13 @@ def finetune_command(
     rank0 = int(os.environ.get("RANK", "0")) == 0
 
     def body() -> None:
-        from ..repair import DinoSettings, KoLeoSettings, TeacherSettings, TrainSettings, finetune
+        from ..repair import (
+            DinoSettings,
+            KoLeoSettings,
+            TeacherSettings,
+            TrainSettings,
+            finetune,
+        )
         from ..sources import resolve_source
 
         refuse_overwriting_sources({"--out": out, "--json": json_out}, [checkpoint],
@@ -104,46 +99,12 @@ def finetune_command(
                               on_log=on_log, on_step=None if update is None else lambda step: update(step + 1))
         if not rank0:
             return
-        _render(console, result)
+        for renderable in render_finetune(result):
+            console.print(renderable, soft_wrap=True)
         if json_out is not None:
             atomic_write(json_out, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
 
     run_command(body)
-
-
-def _render(console, result) -> None:  # noqa: ANN001 - rich console, FinetuneResult
-    from rich.table import Table
-
-    k = result.num_prototypes
-    from ..escape import terminal, terminal_markup
-
-    table = Table(title=f"{terminal_markup(result.format)} {terminal_markup(result.head)}: "
-                  f"unique prototypes (of K = {k})")
-    table.add_column("network")
-    table.add_column("eps", justify="right")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    for network in result.unique_before:
-        label = network if network in result.networks else f"{network} (not in the file)"
-        for eps, before in result.unique_before[network].items():
-            after = result.unique_after[network][eps]
-            table.add_row(label, f"{eps:g}", f"{before} ({before / k:.1%})", f"{after} ({after / k:.1%})")
-    console.print(table)
-    loss = result.loss
-    console.print(f"loss   {sparkline(list(loss[:, 0]))}  {loss[0, 0]:.4f} -> {loss[-1, 0]:.4f}", highlight=False, soft_wrap=True)
-    koleo = [v for v in loss[:, 2] if v == v]
-    if koleo:
-        console.print(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}", highlight=False, soft_wrap=True)
-    settings = result.settings
-    anchors = settings.get("koleo_anchors")
-    search = "exact" if anchors is None else f"{anchors} sampled anchors"
-    teacher = "" if settings.get("teacher") is None else (
-        f", teacher {settings['teacher']}" + (f" (momentum from {settings['teacher_momentum']:g})"
-                                              if settings["teacher"] == "ema" else ""))
-    console.print(f"wrote {terminal(result.out)} ({len(result.written_keys)} head tensors changed, "
-                  f"koleo weight {settings['koleo_weight']:g}, {settings['steps']} steps, KoLeo "
-                  f"{search} ({settings.get('koleo_anchors_choice', 'set')}){teacher})",
-                  highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from ..auditing import AuditReport, CheckpointAudit
     from ..runs import TrendReport
 
-__all__ = ["render_audit", "render_trend", "render_info", "render_usage", "VERDICT_STYLES"]
+__all__ = ["render_audit", "render_trend", "render_info", "render_usage", "render_finetune",
+           "sparkline", "VERDICT_STYLES"]
 
 #: rich styles of the verdict labels.
 VERDICT_STYLES: dict[str, str] = {"healthy": "bold green", "partial-collapse": "bold yellow",
@@ -226,4 +227,55 @@ def render_usage(report: Any, *, checkpoint: str) -> list[Any]:
                 members += ", ..."
             top.add_row(str(rank), str(group.label), str(group.size), _fmt_share(group.share), members)
         out.append(top)
+    return out
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 60) -> str:
+    """Values (NaN skipped) as a one-line bar chart of at most ``width`` characters."""
+    finite = [v for v in values if v == v]
+    if not finite:
+        return ""
+    step = max(1, -(-len(finite) // width))
+    points = [sum(finite[i:i + step]) / len(finite[i:i + step]) for i in range(0, len(finite), step)]
+    low, high = min(points), max(points)
+    span = (high - low) or 1.0
+    return "".join(_BARS[min(len(_BARS) - 1, int((p - low) / span * len(_BARS)))] for p in points)
+
+
+def render_finetune(result: Any) -> list[Any]:
+    """Rich renderables for a FinetuneResult: unique prototypes before and after for each network
+    and threshold, the loss curves as sparklines, and what was written with which settings."""
+    from rich.table import Table
+    from rich.text import Text
+
+    k = result.num_prototypes
+    table = Table(title=f"{terminal_markup(result.format)} {terminal_markup(result.head)}: "
+                  f"unique prototypes (of K = {k})")
+    table.add_column("network")
+    table.add_column("eps", justify="right")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for network in result.unique_before:
+        label = network if network in result.networks else f"{network} (not in the file)"
+        for eps, before in result.unique_before[network].items():
+            after = result.unique_after[network][eps]
+            table.add_row(label, f"{eps:g}", f"{before} ({before / k:.1%})", f"{after} ({after / k:.1%})")
+    out: list[Any] = [table]
+    loss = result.loss
+    out.append(Text(f"loss   {sparkline(list(loss[:, 0]))}  {loss[0, 0]:.4f} -> {loss[-1, 0]:.4f}"))
+    koleo = [v for v in loss[:, 2] if v == v]
+    if koleo:
+        out.append(Text(f"koleo  {sparkline(list(loss[:, 2]))}  {koleo[0]:.4f} -> {koleo[-1]:.4f}"))
+    settings = result.settings
+    anchors = settings.get("koleo_anchors")
+    search = "exact" if anchors is None else f"{anchors} sampled anchors"
+    teacher = "" if settings.get("teacher") is None else (
+        f", teacher {settings['teacher']}" + (f" (momentum from {settings['teacher_momentum']:g})"
+                                              if settings["teacher"] == "ema" else ""))
+    out.append(Text(f"wrote {terminal(result.out)} ({len(result.written_keys)} head tensors changed, "
+                    f"koleo weight {settings['koleo_weight']:g}, {settings['steps']} steps, KoLeo "
+                    f"{search} ({settings.get('koleo_anchors_choice', 'set')}){teacher})"))
     return out
