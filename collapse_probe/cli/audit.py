@@ -22,7 +22,7 @@ def audit_command(
     cosine: Cosine = None,
     method: MethodOption = Method.components,
     network: NetworkOption = Network.teacher,
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     key: Key = None,
     json_out: Optional[str] = typer.Option(None, "--json", metavar="FILE|-",
                                            help="Write the JSON report to FILE, or - for stdout."),
@@ -45,8 +45,8 @@ def audit_command(
                                  "or `collapse-probe zoo list`.")
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
-        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint,
-                            cache_dir=cache_dir)
+        read = read_options(checkpoint_format=checkpoint_format, network=network, key=key,
+                            trust=trust_checkpoint, cache_dir=cache_dir)
         refuse_overwriting_sources({"--json": json_out}, names, cache_dir=cache_dir)
         with status_line(quiet, "auditing") as progress:
             report = audit(names, eps=eps or None, cosine=cosine or None, method=method.value,

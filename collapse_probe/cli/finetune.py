@@ -38,7 +38,7 @@ def finetune_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     json_out: Annotated[Optional[str], typer.Option(
         "--json", metavar="FILE|-", help="Write the numbers as JSON to FILE, or - for stdout.")] = None,
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     head: Annotated[Optional[str], typer.Option(
         "--head", help="Which head (default: the format's main head, e.g. head, dino_head).")] = None,
     teacher: Annotated[str, typer.Option(
@@ -93,8 +93,8 @@ def finetune_command(
         with progress_bar("fine-tuning", total=steps, rate_unit="steps",
                           quiet=quiet or not rank0) as update:
             result = finetune(path, features, out=out,
-                              read=read_options(format=format, network="teacher", key=None,
-                                                trust=trust_checkpoint),
+                              read=read_options(checkpoint_format=checkpoint_format,
+                                                network="teacher", key=None, trust=trust_checkpoint),
                               head=head, train=train, koleo=koleo, teacher=written, objective=objective,
                               on_log=on_log, on_step=None if update is None else lambda step: update(step + 1))
         if not rank0:

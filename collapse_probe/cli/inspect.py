@@ -17,7 +17,7 @@ __all__ = ["register"]
 def inspect_command(
     source: str = typer.Argument(..., metavar="PATH_OR_NAME",
                                  help="A checkpoint file, a zoo name or a bundled example name."),
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     network: NetworkOption = Network.teacher,
     key: Key = None,
     trust_checkpoint: Trust = False,
@@ -32,8 +32,8 @@ def inspect_command(
         from ..sources import resolve_source
         from .common import atomic_write
 
-        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint,
-                            cache_dir=cache_dir)
+        read = read_options(checkpoint_format=checkpoint_format, network=network, key=key,
+                            trust=trust_checkpoint, cache_dir=cache_dir)
         path = resolve_source(source, cache_dir=read.cache_dir)
         info = inspect_checkpoint(path, read)
         if json_out == "-":  # stdout holds the JSON alone, so it stays parseable

@@ -89,11 +89,12 @@ def checkpoint_names(sources: list[str] | None, example: bool, *, hint: str) -> 
     return names
 
 
-def read_options(*, format: str | None, network: Network | str, key: str | None, trust: bool,  # noqa: A002
-                 cache_dir: Path | None = None):  # noqa: ANN201 - the core's ReadOptions
+def read_options(*, checkpoint_format: str | None, network: Network | str, key: str | None,
+                 trust: bool, cache_dir: Path | None = None):  # noqa: ANN201 - the core's ReadOptions
     """The :class:`~collapse_probe.options.ReadOptions` the reading options describe: built once
     per command and passed whole to the core."""
     from ..options import ReadOptions
 
-    return ReadOptions(format=format, network=network.value if isinstance(network, Network) else network,
-                       key=key, trust=trust, cache_dir=cache_dir)
+    network = network.value if isinstance(network, Network) else network
+    return ReadOptions(format=checkpoint_format, network=network, key=key, trust=trust,
+                       cache_dir=cache_dir)

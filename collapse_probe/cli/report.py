@@ -27,7 +27,7 @@ def report_command(
     cosine: Cosine = None,
     method: MethodOption = Method.components,
     network: NetworkOption = Network.teacher,
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     key: Key = None,
     fail_under: FailUnder = None,
     gate_eps: GateEps = 0.025,
@@ -64,8 +64,8 @@ def report_command(
         policy = verdict_policy(healthy_floor=healthy_floor,
                                 collapsed_max_unique=collapsed_max_unique, gate_eps=gate_eps)
         # The report's own file names: none of them may be a checkpoint or the features.
-        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint,
-                            cache_dir=cache_dir)
+        read = read_options(checkpoint_format=checkpoint_format, network=network, key=key,
+                            trust=trust_checkpoint, cache_dir=cache_dir)
         names_written = ("report.html", "report.md", "report.json", "heads.csv", "usage.json")
         refuse_overwriting_sources([(f"--out {out}: its", out / name) for name in names_written],
                                    names, cache_dir=cache_dir, inputs=[("--features", features)])

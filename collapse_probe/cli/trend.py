@@ -60,7 +60,7 @@ def trend_command(
     cosine: Cosine = None,
     method: MethodOption = Method.components,
     network: NetworkOption = Network.teacher,
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     key: Key = None,
     trust_checkpoint: Trust = False,
     quiet: Quiet = False,
@@ -83,8 +83,9 @@ def trend_command(
 
         with status_line(quiet, "auditing") as progress:
             report = trend(inputs, eps=eps or None, cosine=cosine or None, method=method.value,
-                           read=read_options(format=format, network=network, key=key,
-                                             trust=trust_checkpoint), progress=progress)
+                           read=read_options(checkpoint_format=checkpoint_format, network=network,
+                                             key=key, trust=trust_checkpoint),
+                           progress=progress)
         console = stdout_console()
         console.print(render_trend(report))
         written = write_trend_outputs(report, out)

@@ -44,7 +44,7 @@ def usage_command(
                                       help="Softmax temperature of the center proxy."),
     json_out: Optional[str] = typer.Option(None, "--json", metavar="FILE|-",
                                            help="Write the JSON report to FILE, or - for stdout."),
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     network: NetworkOption = Network.teacher,
     key: Key = None,
     trust_checkpoint: Trust = False,
@@ -65,7 +65,8 @@ def usage_command(
                                    inputs=[("--features", features)])
         # Under torchrun every rank scores its shard; only rank 0 talks and writes.
         rank0 = int(os.environ.get("RANK", "0")) == 0
-        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint)
+        read = read_options(checkpoint_format=checkpoint_format, network=network, key=key,
+                            trust=trust_checkpoint)
         path = resolve_source(checkpoint, cache_dir=read.cache_dir)
         err = stderr_console()
         with progress_bar("assigning samples", quiet=quiet or not rank0 or features is None) as update:

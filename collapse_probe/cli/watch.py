@@ -31,7 +31,7 @@ def watch_command(
     cosine: Cosine = None,
     method: MethodOption = Method.components,
     network: NetworkOption = Network.teacher,
-    format: Format = None,  # noqa: A002
+    checkpoint_format: Format = None,
     key: Key = None,
     trust_checkpoint: Trust = False,
     max_polls: Optional[int] = typer.Option(None, "--max-polls", hidden=True,
@@ -65,7 +65,8 @@ def watch_command(
                               highlight=False, markup=False)
                 sys.stdout.flush()
 
-        read = read_options(format=format, network=network, key=key, trust=trust_checkpoint)
+        read = read_options(checkpoint_format=checkpoint_format, network=network, key=key,
+                            trust=trust_checkpoint)
         watcher = Watcher(folder, recursive=recursive, jsonl=out / JSONL_NAME, eps=eps or None,
                           cosine=cosine or None, method=method.value, read=read, interval=interval,
                           settle_s=settle, on_event=on_event)

@@ -56,11 +56,11 @@ def detect(state: Mapping[str, Any]) -> Family | None:
     return next((f for f in FAMILIES if f.detect(state)), None)
 
 
-def default_head(format: str, keys: Sequence[str] = ()) -> str:  # noqa: A002 - the public name
-    """The head read when none is named: the [CLS]/view-level head of ``format``'s networks."""
-    return family(format).default_head(keys)
+def default_head(name: str, keys: Sequence[str] = ()) -> str:
+    """The head read when none is named: the [CLS]/view-level head of family ``name``'s networks."""
+    return family(name).default_head(keys)
 
 
-def head_spec(format: str, head: str, keys: Sequence[str] = ()) -> HeadSpec:  # noqa: A002
-    """The :class:`HeadSpec` of ``head`` in a ``format`` network state with these ``keys``."""
-    return family(format).head_spec(head, keys)
+def head_spec(name: str, head: str, keys: Sequence[str] = ()) -> HeadSpec:
+    """The :class:`HeadSpec` of ``head`` in a network state of family ``name`` with these ``keys``."""
+    return family(name).head_spec(head, keys)

@@ -43,7 +43,7 @@ def extracted_network(state: Mapping[str, Any]) -> dict[str, Any] | None:
     return flat if has_layer(flat, "head.last_layer") else None
 
 
-def teacher_student(state: Mapping[str, Any], network: str, *, format: str) -> Selection:  # noqa: A002
+def teacher_student(state: Mapping[str, Any], network: str, *, family: str) -> Selection:
     """Select top-level ``teacher`` / ``student`` (DINO, iBOT, EsViT, DINOv2), or the one
     network of an extracted ``{"state_dict": ...}`` file."""
     selected = network_dict(state, network)
@@ -54,8 +54,8 @@ def teacher_student(state: Mapping[str, Any], network: str, *, format: str) -> S
         present = [n for n in ("teacher", "student") if isinstance(state.get(n), Mapping)]
         if not present:
             raise CheckpointError(f"this file has no top-level 'teacher' or 'student' network, so "
-                                  f"it is not a {format} checkpoint.")
-        raise CheckpointError(f"this {format} checkpoint has no {network!r} network (it holds "
+                                  f"it is not a {family} checkpoint.")
+        raise CheckpointError(f"this {family} checkpoint has no {network!r} network (it holds "
                               f"only {present[0]}): pass {option('network', present[0])}.")
     return Selection(state=selected, network=network, key_prefix=f"{network}.")
 
@@ -91,8 +91,8 @@ def loss_centers(state: Mapping[str, Any], loss_key: str,
             for name in names if is_tensor(loss.get(name))}
 
 
-def dino_head_spec(head: str, keys: Sequence[str], *, format: str) -> HeadSpec:  # noqa: A002
+def dino_head_spec(head: str, keys: Sequence[str], *, family: str) -> HeadSpec:
     """A DINO-style head: ``<head>.mlp`` (one Linear, or Linear [BatchNorm1d] GELU ... Linear)
     and ``<head>.last_layer``; logits ``last_layer(normalize(mlp(x)))`` (DINO, iBOT, EsViT,
     DINOv2, DINOv3, solo-learn; DINO ResNet-50's ``head.mlp.1`` is a BatchNorm1d)."""
-    return HeadSpec(format, head, f"{head}.mlp", f"{head}.last_layer")
+    return HeadSpec(family, head, f"{head}.mlp", f"{head}.last_layer")

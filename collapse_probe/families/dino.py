@@ -37,8 +37,8 @@ FAMILY = Family(
     name="dino",
     summary="top-level teacher/student, backbone.* + head.last_layer (weight norm or plain)",
     detect=_detect,
-    select=partial(teacher_student, format="dino"),
+    select=partial(teacher_student, family="dino"),
     heads=partial(heads_at, named_prefixes=HEADS),
-    head_spec=partial(dino_head_spec, format="dino"),
+    head_spec=partial(dino_head_spec, family="dino"),
     extras=partial(loss_centers, loss_key="dino_loss", names=("center",)),
 )

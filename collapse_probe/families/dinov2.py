@@ -30,8 +30,8 @@ FAMILY = Family(
     name="dinov2",
     summary='{"teacher": {backbone.*, dino_head.*, ibot_head.*}}, weight-norm last layers',
     detect=partial(detect_form, plain=False),
-    select=partial(teacher_student, format="dinov2"),
+    select=partial(teacher_student, family="dinov2"),
     heads=partial(heads_at, named_prefixes=HEADS),
-    head_spec=partial(dino_head_spec, format="dinov2"),
+    head_spec=partial(dino_head_spec, family="dinov2"),
     main_head="dino_head",
 )

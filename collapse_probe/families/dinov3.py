@@ -15,8 +15,8 @@ FAMILY = Family(
     name="dinov3",
     summary='{"teacher": {backbone.*, dino_head.*, ibot_head.*}}, plain last layers',
     detect=partial(detect_form, plain=True),
-    select=partial(teacher_student, format="dinov3"),
+    select=partial(teacher_student, family="dinov3"),
     heads=partial(heads_at, named_prefixes=HEADS),
-    head_spec=partial(dino_head_spec, format="dinov3"),
+    head_spec=partial(dino_head_spec, family="dinov3"),
     main_head="dino_head",
 )

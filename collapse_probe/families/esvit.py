@@ -34,8 +34,8 @@ FAMILY = Family(
     name="esvit",
     summary="top-level teacher/student, head.last_layer and head_dense.last_layer (no backbone. prefix)",
     detect=_detect,
-    select=partial(teacher_student, format="esvit"),
+    select=partial(teacher_student, family="esvit"),
     heads=partial(heads_at, named_prefixes=HEADS),
-    head_spec=partial(dino_head_spec, format="esvit"),
+    head_spec=partial(dino_head_spec, family="esvit"),
     extras=partial(loss_centers, loss_key="dino_loss", names=("center", "center_grid")),
 )

@@ -23,7 +23,7 @@ def _head_spec(head: str, keys: Sequence[str]) -> HeadSpec:
     # The patch head's last layer shares the [CLS] head's MLP.
     if head in ("head_patch", "head.last_layer2"):
         return HeadSpec("ibot", "head_patch", "head.mlp", "head.last_layer2")
-    return dino_head_spec(head, keys, format="ibot")
+    return dino_head_spec(head, keys, family="ibot")
 
 
 def _detect(state: Mapping[str, Any]) -> bool:
@@ -37,7 +37,7 @@ FAMILY = Family(
     name="ibot",
     summary="top-level teacher/student, head.last_layer ([CLS]) and head.last_layer2 (patch)",
     detect=_detect,
-    select=partial(teacher_student, format="ibot"),
+    select=partial(teacher_student, family="ibot"),
     heads=partial(heads_at, named_prefixes=HEADS),
     head_spec=_head_spec,
     extras=partial(loss_centers, loss_key="ibot_loss"),

@@ -47,7 +47,7 @@ def _head_spec(head: str, keys: Sequence[str]) -> HeadSpec:
         # network states from ``network_state`` already read momentum_head.* as head.*
         prefix = "momentum_head" if any(str(k).startswith("momentum_head.") for k in keys) else "head"
         return HeadSpec("solo-learn", head, f"{prefix}.mlp", f"{prefix}.last_layer")
-    return dino_head_spec(head, keys, format="solo-learn")
+    return dino_head_spec(head, keys, family="solo-learn")
 
 
 FAMILY = Family(
