@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import CheckpointError, OutputError, option
@@ -13,12 +13,13 @@ __all__ = ["resolve_source", "source_file"]
 
 
 def resolve_source(text: str | Path, *, cache_dir: Path | str | None = None,
-                   progress: bool = True) -> Path:
+                   progress: Callable[[int, int | None], None] | None = None) -> Path:
     """The local file ``text`` stands for.
 
     In order: an existing path is itself; a bundled example name (``collapse_probe.examples``)
     is its generated file; a zoo name is downloaded once into the cache (see
-    :func:`collapse_probe.zoo.fetch`).
+    :func:`collapse_probe.zoo.fetch`; ``progress(bytes received, bytes expected or None)`` is
+    called while it arrives).
 
     Raises:
         CheckpointError: nothing by that name; a path-like text (with a suffix or a slash)

@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import stat
-import sys
 import threading
 import time
 import urllib.error
@@ -285,7 +284,8 @@ def _download_lock(lock: Path, name: str) -> Iterator[None]:
 
 
 def fetch(name: str, *, cache_dir: Path | str | None = None, url: str | None = None,
-          progress: bool = True, registry: Mapping[str, ZooEntry] | None = None,
+          progress: Callable[[int, int | None], None] | None = None,
+          registry: Mapping[str, ZooEntry] | None = None,
           stall_s: float = STALL_S) -> Path:
     """Download zoo checkpoint ``name`` into the cache (once) and return its path.
 
@@ -301,7 +301,8 @@ def fetch(name: str, *, cache_dir: Path | str | None = None, url: str | None = N
         cache_dir: override the cache folder.
         url: download from here instead of the entry's URL (EsViT's signed URLs; mirrors);
             only ``http`` and ``https``.
-        progress: show a progress bar when stderr is a terminal.
+        progress: called as ``progress(bytes received, bytes expected or None)`` while the
+            file arrives (the command line draws its bar from it).
         registry: the entries to look ``name`` up in (default :data:`ZOO`).
         stall_s: give up when less than 64 KiB arrived in this many seconds (s).
 
@@ -331,8 +332,8 @@ def fetch(name: str, *, cache_dir: Path | str | None = None, url: str | None = N
         if _verified(final, entry):  # another process fetched it while we waited
             return final
         with open_output(final, check=lambda tmp: verify_download(tmp, entry)) as handle:
-            _download(source, handle, name=name, filename=entry.filename,
-                      show=progress and sys.stderr.isatty(), stall_s=stall_s)
+            _download(source, handle, name=name, filename=entry.filename, progress=progress,
+                      stall_s=stall_s)
         _stamp(final, entry)
     return final
 
@@ -355,8 +356,8 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _download(url: str, handle: BinaryIO, *, name: str, filename: str, show: bool,
-              stall_s: float) -> int:
+def _download(url: str, handle: BinaryIO, *, name: str, filename: str,
+              progress: Callable[[int, int | None], None] | None, stall_s: float) -> int:
     # Not torch.hub.download_url_to_file: it opens the URL with no timeout (a stalled server
     # waits forever), follows a redirect to ftp:, opens its `<dst>.<uuid>.partial` without
     # O_EXCL/O_NOFOLLOW (not a name the next run recognises and removes after a kill -9),
@@ -386,7 +387,7 @@ def _download(url: str, handle: BinaryIO, *, name: str, filename: str, show: boo
         with response:
             expected = response.headers.get("Content-Length")
             total = int(expected) if expected and expected.strip().isdigit() else None
-            received = _stream(response, handle, total=total, name=name, show=show,
+            received = _stream(response, handle, total=total, name=name, progress=progress,
                                stall_s=stall_s, manual=manual)
     except urllib.error.HTTPError as exc:
         hint = " (a signed URL may have expired: get a fresh one)" if exc.code in (401, 403) else ""
@@ -444,37 +445,24 @@ def _cut(connections: list[http.client.HTTPConnection], fired: threading.Event) 
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-def _stream(response: object, handle: BinaryIO, *, total: int | None, name: str, show: bool,
-            stall_s: float, manual: str) -> int:
+def _stream(response: object, handle: BinaryIO, *, total: int | None, name: str,
+            progress: Callable[[int, int | None], None] | None, stall_s: float, manual: str) -> int:
     received = 0
-    advance: Callable[[int], None] = lambda n: None  # noqa: E731
-    bar = None
-    if show:
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-        bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                       transient=True)
-        task = bar.add_task(f"fetching {name}", total=total)
-        bar.start()
-        advance = lambda n: bar.advance(task, n)  # noqa: E731
     # read1 returns what has arrived (read(n) would wait for all n bytes), so a trickle is seen.
     read = getattr(response, "read1", None) or response.read  # type: ignore[attr-defined]
     mark_time, mark_bytes = time.monotonic(), 0
-    try:
-        while chunk := read(_CHUNK):
-            handle.write(chunk)
-            received += len(chunk)
-            advance(len(chunk))
-            now = time.monotonic()
-            if received - mark_bytes >= _STALL_BYTES:
-                mark_time, mark_bytes = now, received
-            elif now - mark_time > stall_s:
-                raise DownloadError(f"downloading {name} stalled: under {_STALL_BYTES // 1024} KiB "
-                                    f"in the last {stall_s:g} s ({received} bytes so far); try "
-                                    f"again later, or {manual}.")
-    finally:
-        if bar is not None:
-            bar.stop()
+    while chunk := read(_CHUNK):
+        handle.write(chunk)
+        received += len(chunk)
+        if progress is not None:
+            progress(received, total)
+        now = time.monotonic()
+        if received - mark_bytes >= _STALL_BYTES:
+            mark_time, mark_bytes = now, received
+        elif now - mark_time > stall_s:
+            raise DownloadError(f"downloading {name} stalled: under {_STALL_BYTES // 1024} KiB "
+                                f"in the last {stall_s:g} s ({received} bytes so far); try "
+                                f"again later, or {manual}.")
     return received
 
 

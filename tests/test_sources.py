@@ -41,14 +41,17 @@ def test_example_name_resolves_to_its_file(tmp_path, monkeypatch):
 def test_zoo_name_is_fetched(tmp_path, monkeypatch):
     calls = []
 
-    def fake_fetch(name, *, cache_dir=None, progress=True):
+    def fake_fetch(name, *, cache_dir=None, progress=None):
         calls.append((name, cache_dir, progress))
         return tmp_path / "zoo" / f"{name}.pth"
 
+    def report(done, total):
+        pass
+
     monkeypatch.setattr(zoo, "fetch", fake_fetch)
-    assert resolve_source("ibot_vitl16_in22k", cache_dir=tmp_path, progress=False) == \
+    assert resolve_source("ibot_vitl16_in22k", cache_dir=tmp_path, progress=report) == \
         tmp_path / "zoo" / "ibot_vitl16_in22k.pth"
-    assert calls == [("ibot_vitl16_in22k", tmp_path, False)]
+    assert calls == [("ibot_vitl16_in22k", tmp_path, report)]
 
 
 @pytest.mark.parametrize("text", ["runs/ckpt.pth", "model.pth", "a/b", str(Path("/nowhere/x"))])

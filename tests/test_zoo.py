@@ -128,12 +128,13 @@ def test_fetch_downloads_verifies_and_reuses_the_cache(tmp_path, server, checkpo
     assert _leftovers(tmp_path) == ["tiny_dino.pth"]
 
 
-def test_progress_bar_on_a_terminal(tmp_path, server, checkpoint_bytes, monkeypatch):
-    import sys
-
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    path = fetch("tiny_dino", cache_dir=tmp_path, registry=_entry(server, checkpoint_bytes))
+def test_progress_reports_the_bytes_received(tmp_path, server, checkpoint_bytes):
+    seen = []
+    path = fetch("tiny_dino", cache_dir=tmp_path, registry=_entry(server, checkpoint_bytes),
+                 progress=lambda done, total: seen.append((done, total)))
     assert path.read_bytes() == checkpoint_bytes
+    assert seen and seen[-1] == (len(checkpoint_bytes), len(checkpoint_bytes))
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
 def test_cached_file_of_the_wrong_size_is_downloaded_again(tmp_path, server, checkpoint_bytes):

@@ -157,7 +157,7 @@ _FETCHER = textwrap.dedent("""
     url, cache = sys.argv[1], sys.argv[2]
     entry = ZooEntry(name="tiny_dino", family="dino", arch="-", dataset="-", num_prototypes=16,
                      dim=16, url=url)
-    print(fetch("tiny_dino", cache_dir=cache, registry={"tiny_dino": entry}, progress=False))
+    print(fetch("tiny_dino", cache_dir=cache, registry={"tiny_dino": entry}))
 """)
 
 

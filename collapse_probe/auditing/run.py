@@ -79,7 +79,7 @@ def audit(
     for source in _as_source_list(sources):
         if progress is not None:
             progress(f"reading {_label(source)}")
-        checkpoint = _load(source, read)
+        checkpoint = _load(source, read, progress)
         heads = []
         for head in checkpoint.heads:
             what = f"deduplicating {checkpoint.source} / {head.name} (K={head.num_prototypes})"
@@ -127,7 +127,7 @@ class _Loaded:
         self.sha256, self.heads, self.note, self.replaced = sha256, heads, note, replaced
 
 
-def _load(source: Source, read: ReadOptions) -> _Loaded:
+def _load(source: Source, read: ReadOptions, progress: Callable[[str], None] | None) -> _Loaded:
     if isinstance(source, np.ndarray):
         return _Loaded(source="<array>", path="", format="array", network="", sha256="",
                        heads=(PrototypeSet.from_array(source),))
@@ -144,13 +144,24 @@ def _load(source: Source, read: ReadOptions) -> _Loaded:
     from ..examples import EXAMPLES
     from ..sources import resolve_source
 
-    path = resolve_source(str(source), cache_dir=read.cache_dir)
+    downloading = None if progress is None else _downloading(progress, str(source))
+    path = resolve_source(str(source), cache_dir=read.cache_dir, progress=downloading)
     checkpoint = read_checkpoint(path, read)
     example = EXAMPLES.get(str(source))
     note = example.description if example is not None else ""
     return _Loaded(source=str(source), path=str(path), format=checkpoint.format,
                    network=checkpoint.network, sha256=checkpoint.sha256, heads=checkpoint.heads,
                    note=note, replaced=checkpoint.replaced)
+
+
+def _downloading(progress: Callable[[str], None], name: str) -> Callable[[int, int | None], None]:
+    """Turn a download's ``(bytes, total)`` callback into status lines."""
+
+    def report(done: int, total: int | None) -> None:
+        of = f" of {total / 2**20:.0f}" if total else ""
+        progress(f"downloading {name}: {done / 2**20:.0f}{of} MiB")
+
+    return report
 
 
 def _percent(progress: Callable[[str], None], what: str) -> Callable[[int, int], None]:

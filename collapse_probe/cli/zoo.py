@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import run_command, stdout_console
+from .common import progress_bar, run_command, stdout_console
 from .options import CacheDir
 
 __all__ = ["register"]
@@ -59,7 +59,9 @@ def fetch_command(
     def body() -> None:
         from ..zoo import fetch
 
-        typer.echo(str(fetch(name, cache_dir=cache_dir, url=url)))
+        with progress_bar(f"fetching {name}", quiet=False) as update:
+            path = fetch(name, cache_dir=cache_dir, url=url, progress=update)
+        typer.echo(str(path))
 
     run_command(body)
 

@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot, no global state, never
 shown): save them with ``fig.savefig(path)`` (the Agg renderer for PNG), or display them in a
 notebook. matplotlib is imported inside the functions. One palette (Okabe-Ito, colour-blind safe,
-from :mod:`collapse_probe.report.style`) is used throughout: series colours in :data:`PALETTE`,
+from :mod:`collapse_probe.style`) is used throughout: series colours in :data:`PALETTE`,
 everything "other" in :data:`OTHER`.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from ..types import DedupResult
 from ..auditing.neighbours import NeighbourSimilarity, nearest_neighbour_similarity, random_nn_pdf
 from ..auditing.records import AuditReport, HeadAudit
-from .style import OTHER, PALETTE, REFERENCE, log_ticks
+from ..style import OTHER, PALETTE, REFERENCE, log_ticks
 from .summary import headline_result
 
 if TYPE_CHECKING:

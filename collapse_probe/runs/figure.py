@@ -34,7 +34,7 @@ def trend_figure(report: TrendReport, *, log_scale: bool | None = None) -> Figur
     figure = Figure(figsize=(7.5, 4.5), layout="constrained")
     axes = figure.add_subplot()
     x = report.x_values()
-    from ..report.style import PALETTE
+    from ..style import PALETTE
 
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(report.thresholds))]
     count = len(report.thresholds)

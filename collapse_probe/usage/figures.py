@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..report.style import OTHER, PALETTE, REFERENCE, log_ticks
+from ..style import OTHER, PALETTE, REFERENCE, log_ticks
 from .report import UsageReport
 
 if TYPE_CHECKING:
