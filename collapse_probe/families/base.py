@@ -88,6 +88,9 @@ class Family:
         network_state: ``(state, network) -> flat state dict`` of the whole network (backbone
             and head), for code that rebuilds the model; defaults to ``select``'s state.
         extras: ``state -> {name: array}`` of other arrays worth keeping (loss centers).
+        twin_layers: ``(layer, twin)`` key prefixes of last layers the family may save twice as
+            equal tensors (iBOT's shared head): a head written back under ``layer`` is written
+            under ``twin`` too, where the file holds an equal copy there.
     """
 
     name: str
@@ -101,6 +104,7 @@ class Family:
     find_main_head: Callable[[Sequence[str]], str | None] | None = None
     network_state: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
     extras: Callable[[Mapping[str, Any]], dict[str, np.ndarray]] = field(default=no_extras)
+    twin_layers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:  # a programming error in a family module

@@ -40,5 +40,6 @@ FAMILY = Family(
     select=partial(teacher_student, family="ibot"),
     heads=partial(heads_at, named_prefixes=HEADS),
     head_spec=_head_spec,
+    twin_layers=(("head.last_layer", "head.last_layer2"),),
     extras=partial(loss_centers, loss_key="ibot_loss"),
 )

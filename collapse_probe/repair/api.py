@@ -331,10 +331,12 @@ def _replacements(head: Any, state: Mapping[str, Any], fmt: str) -> list[tuple[A
 
     new = head.to_state()
     pairs = [(state[key], tensor) for key, tensor in new.items()]
-    if fmt == "ibot" and head.spec.last_prefix == "head.last_layer":
-        # a shared iBOT head saved as two equal tensors: keep them equal
+    for layer, twin_layer in family(fmt).twin_layers:
+        if head.spec.last_prefix != layer:
+            continue
+        # a shared head saved as two equal tensors: keep them equal
         for key, tensor in new.items():
-            twin = key.replace("head.last_layer.", "head.last_layer2.", 1)
+            twin = key.replace(f"{layer}.", f"{twin_layer}.", 1)
             if twin != key and twin in state and torch.equal(state[twin], state[key]):
                 pairs.append((state[twin], tensor))
     return pairs
