@@ -397,6 +397,24 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code))
 
 
+def _refuse_unswappable(target: Path, real: Path) -> None:
+    """A folder swap moves the whole folder aside: never for the folder a process works in (or
+    one above it), the home folder, a mount point or the root, where that would strand shells,
+    copy whole trees and lose what other processes write meanwhile."""
+    here = Path(os.path.realpath(os.getcwd()))
+    home = Path(os.path.realpath(Path.home()))
+    why = ""
+    if real == here or real in here.parents:
+        why = "it is the current folder or one above it"
+    elif real == home:
+        why = "it is the home folder"
+    elif os.path.ismount(real):
+        why = "it is a mount point"
+    if why:
+        raise OutputError(f"cannot write the folder {target}: {why}, and a report folder is "
+                          f"replaced whole; name a folder inside it instead, e.g. {target / 'report'}.")
+
+
 def write_folder(path: Path | str, files: Mapping[str, bytes]) -> tuple[Path, ...]:
     """Make folder ``path`` hold ``files`` (name -> content) in one step.
 
@@ -429,6 +447,8 @@ def write_folder(path: Path | str, files: Mapping[str, bytes]) -> tuple[Path, ..
     if info is not None and not stat.S_ISDIR(info.st_mode):
         raise OutputError(f"cannot write the folder {target}: a file of that name exists; "
                           "choose a folder path.")
+    if info is not None:
+        _refuse_unswappable(target, real)
     _make_parent(parent, target)
     tmp = parent / temp_name(real.name)
     made = False

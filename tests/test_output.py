@@ -411,3 +411,18 @@ def test_two_outputs_on_one_file_are_refused_but_devices_may_repeat(tmp_path):
     with pytest.raises(InputError, match="are the same file"):
         refuse_overwriting_inputs([("--out", tmp_path / "f"), ("--json", tmp_path / "f")], [])
     refuse_overwriting_inputs([("--out", "/dev/null"), ("--json", "/dev/null")], [])
+
+
+@pytest.mark.parametrize("where", ["cwd", "parent_of_cwd"])
+def test_the_current_folder_and_those_above_it_are_never_swapped(tmp_path, monkeypatch, where):
+    work = tmp_path / "project" / "run"
+    work.mkdir(parents=True)
+    (work / "train.py").write_text("keep")
+    monkeypatch.chdir(work)
+    target = work if where == "cwd" else work.parent
+    with pytest.raises(OutputError, match="current folder or one above it.*report"):
+        write_folder(target, {"report.md": b"x"})
+    assert sorted(p.name for p in target.iterdir()) == (["train.py"] if where == "cwd" else ["run"])
+    assert (work / "train.py").read_text() == "keep"
+    write_folder(work / "report", {"report.md": b"x"})  # a folder inside it is fine
+    assert (work / "report" / "report.md").read_bytes() == b"x"
