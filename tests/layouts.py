@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -668,3 +668,20 @@ def write_array(path: Path | str, arrays: np.ndarray | Mapping[str, np.ndarray])
     else:
         _save(torch.from_numpy(np.ascontiguousarray(arrays)), path)
     return path
+
+
+def family_writers(prototypes: np.ndarray) -> dict[str, Callable[[Path], Path]]:
+    """For every checkpoint family, a writer of a checkpoint in its layout whose main head holds
+    ``prototypes`` (K, D)."""
+    return {
+        "dino": lambda p: write_dino(p, prototypes=prototypes),
+        "ibot": lambda p: write_ibot(p, prototypes=prototypes),
+        "esvit": lambda p: write_esvit(p, prototypes=prototypes),
+        "msn": lambda p: write_msn(p, prototypes=prototypes),
+        "dinov2": lambda p: write_dinov2(p, prototypes=prototypes),
+        "dinov3": lambda p: write_dinov3(p, prototypes=prototypes),
+        "lightly": lambda p: write_lightly(p, heads={"teacher_head": prototypes,
+                                                     "student_head": prototypes}),
+        "solo-learn": lambda p: write_sololearn(p, prototypes=prototypes),
+        "swav": lambda p: write_swav(p, prototypes=prototypes),
+    }

@@ -11,6 +11,7 @@ import torch
 from layouts import (
     FORMS,
     expected_vectors,
+    family_writers,
     last_layer_state,
     planted_prototypes,
     write_array,
@@ -401,18 +402,8 @@ def test_npz_one_array_or_picked_by_key(tmp_path, protos, other):
 # --------------------------------------------------------------------------- records
 
 def test_every_family_format_is_detected(tmp_path, protos, other):
-    writers = {
-        "dino": lambda p: write_dino(p, prototypes=protos),
-        "ibot": lambda p: write_ibot(p, prototypes=protos),
-        "esvit": lambda p: write_esvit(p, prototypes=protos),
-        "msn": lambda p: write_msn(p, prototypes=protos),
-        "dinov2": lambda p: write_dinov2(p, prototypes=protos),
-        "dinov3": lambda p: write_dinov3(p, prototypes=protos),
-        "lightly": lambda p: write_lightly(p, heads={"teacher_head": protos}),
-        "solo-learn": lambda p: write_sololearn(p, prototypes=protos),
-        "swav": lambda p: write_swav(p, prototypes=protos),
-        "array": lambda p: write_array(p.with_suffix(".npy"), protos),
-    }
+    writers = {**family_writers(protos),
+               "array": lambda p: write_array(p.with_suffix(".npy"), protos)}
     assert set(writers) | {"key"} == set(FORMATS)
     for fmt, write in writers.items():
         path = write(tmp_path / f"{fmt}.pth")

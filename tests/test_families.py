@@ -6,19 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from layouts import (
-    expected_vectors,
-    planted_prototypes,
-    write_dino,
-    write_dinov2,
-    write_dinov3,
-    write_esvit,
-    write_ibot,
-    write_lightly,
-    write_msn,
-    write_sololearn,
-    write_swav,
-)
+from layouts import expected_vectors, family_writers, planted_prototypes
 
 from collapse_probe.checkpoints import load_state, network_state, read_checkpoint
 from collapse_probe.errors import InputError
@@ -28,17 +16,7 @@ from collapse_probe.zoo import ZOO, ZooEntry
 
 PROTOS = planted_prototypes(6, 3, 16, seed=0)[0]
 
-WRITERS = {
-    "dino": lambda p: write_dino(p, prototypes=PROTOS),
-    "ibot": lambda p: write_ibot(p, prototypes=PROTOS),
-    "esvit": lambda p: write_esvit(p, prototypes=PROTOS),
-    "msn": lambda p: write_msn(p, prototypes=PROTOS),
-    "dinov2": lambda p: write_dinov2(p, prototypes=PROTOS),
-    "dinov3": lambda p: write_dinov3(p, prototypes=PROTOS),
-    "lightly": lambda p: write_lightly(p, heads={"teacher_head": PROTOS, "student_head": PROTOS}),
-    "solo-learn": lambda p: write_sololearn(p, prototypes=PROTOS),
-    "swav": lambda p: write_swav(p, prototypes=PROTOS),
-}
+WRITERS = family_writers(PROTOS)
 
 
 def test_every_family_has_a_test_layout_and_every_format_derives_from_the_table():
