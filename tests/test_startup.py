@@ -6,6 +6,12 @@ import subprocess
 import sys
 
 
+def _last_line(code: str) -> str:
+    """The last line ``code`` prints in a fresh interpreter (so ``sys.modules`` starts empty)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_audit_example_imports_no_scipy_stats_sparse_or_matplotlib():
     code = (
         "import sys\n"
@@ -16,8 +22,7 @@ def test_audit_example_imports_no_scipy_stats_sparse_or_matplotlib():
         "print(sorted(m for m in ('scipy.stats', 'scipy.sparse', 'matplotlib', 'sklearn')"
         " if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _last_line(code) == "[]"
 
 
 def test_small_head_dedup_imports_no_scipy():
@@ -30,8 +35,7 @@ def test_small_head_dedup_imports_no_scipy():
         "assert r[0].unique == 1024 - 299, r[0].unique\n"
         "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _last_line(code) == "[]"
 
 
 def test_help_imports_no_torch_faiss_scipy_or_matplotlib():
@@ -45,5 +49,4 @@ def test_help_imports_no_torch_faiss_scipy_or_matplotlib():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in"
         " ('torch', 'faiss', 'scipy', 'matplotlib', 'sklearn')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _last_line(code) == "[]"
